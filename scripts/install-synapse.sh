@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Installs the pinned Synapse into a Python virtual environment for the local test homeserver
+# (crates/rtc-test-homeserver). Idempotent: when the venv already imports the pinned version it
+# does nothing. Safe to run from several processes at once: the work happens under an flock(1)
+# on "<venv>.lock", the same lock the Rust crate takes before it runs this script.
+#
+# Usage: scripts/install-synapse.sh
+# Environment:
+#   RTC_SYNAPSE_VENV  where the venv lives (default: <repo>/.build/synapse-venv, git-ignored)
+#   PYTHON            the interpreter that creates the venv (default: python3, needs >= 3.10)
+set -euo pipefail
+
+SYNAPSE_VERSION="1.163.2"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${RTC_SYNAPSE_VENV:-$root/.build/synapse-venv}"
+python="${PYTHON:-python3}"
+# Written after a verified install; the Rust crate reads it as its fast path.
+marker="$venv/.rtc-synapse-version"
+
+# True when the venv imports Synapse at exactly the pinned version. (synapse.__version__ is no
+# use here: inside a git checkout it appends the checkout's branch and commit.)
+check_py='import sys, importlib.metadata, synapse
+sys.exit(importlib.metadata.version("matrix-synapse") != sys.argv[1])'
+installed() {
+    [ -x "$venv/bin/python" ] &&
+        "$venv/bin/python" -c "$check_py" "$SYNAPSE_VERSION" 2>/dev/null
+}
+
+mkdir -p "$(dirname "$venv")"
+exec 9>"$venv.lock"
+flock 9
+
+if installed; then
+    printf '%s\n' "$SYNAPSE_VERSION" >"$marker"
+    echo "install-synapse: matrix-synapse $SYNAPSE_VERSION already installed in $venv"
+    exit 0
+fi
+
+if [ -e "$venv" ] && [ ! -e "$venv/pyvenv.cfg" ] && [ -n "$(ls -A "$venv")" ]; then
+    echo "install-synapse: $venv exists and is not a Python venv; refusing to touch it" >&2
+    exit 1
+fi
+
+echo "install-synapse: installing matrix-synapse $SYNAPSE_VERSION into $venv"
+start=$(date +%s)
+rm -f "$marker"
+"$python" -m venv "$venv"
+# --compile: write the bytecode now, even when PYTHONDONTWRITEBYTECODE is set, so that every
+# server start does not compile Synapse's sources again.
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --compile \
+    "matrix-synapse==$SYNAPSE_VERSION"
+
+if ! installed; then
+    echo "install-synapse: the venv at $venv does not import synapse $SYNAPSE_VERSION after" \
+        "installing; delete it and try again" >&2
+    exit 1
+fi
+printf '%s\n' "$SYNAPSE_VERSION" >"$marker"
+echo "install-synapse: done in $(($(date +%s) - start)) s"
