@@ -1,0 +1,914 @@
+//! The membership model: sessions per `(room, slot)` from sticky map changes and legacy state.
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque},
+    sync::Arc,
+    time::Instant,
+};
+
+use matrix_sticky_events::{Change, Receipt, RemovalReason, StickyEvent};
+use ruma_common::{EventId, OwnedDeviceId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
+use tracing::{debug, trace};
+
+use crate::{
+    Diagnostic, LeftReason, MemberQuery, MembershipFormat, Participant, RejectReason, Session,
+    SessionChange,
+    parse::{
+        Join, Outcome,
+        legacy::{self, StateKind},
+        sticky,
+    },
+};
+
+pub(crate) mod slot;
+
+use self::slot::{OrderKey, Slot};
+
+/// The most diagnostics kept until polled; older ones are dropped first.
+const MAX_DIAGNOSTICS: usize = 1024;
+
+/// Where a membership comes from, within its room.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum EntryKey {
+    /// A sticky map key (the room is implied).
+    Sticky {
+        sender: OwnedUserId,
+        event_type: String,
+        sticky_key: String,
+    },
+    /// A legacy state key (the type is implied).
+    Legacy { state_key: String },
+}
+
+/// A join currently held by a key.
+#[derive(Debug)]
+struct Entry {
+    sender: OwnedUserId,
+    event_id: OwnedEventId,
+    join: Box<Join>,
+}
+
+/// What an input means for one key.
+enum Update {
+    Join {
+        sender: OwnedUserId,
+        event_id: OwnedEventId,
+        join: Box<Join>,
+    },
+    Gone(LeftReason),
+}
+
+/// Per-room state.
+#[derive(Debug, Default)]
+struct Room {
+    encrypted: bool,
+    /// Known room membership of senders: `true` = joined.
+    members: HashMap<OwnedUserId, bool>,
+    /// Senders we asked the driver about and got no answer for yet.
+    queried: HashSet<OwnedUserId>,
+    /// Keys holding a join.
+    entries: HashMap<EntryKey, Entry>,
+    /// Keys holding a join, per sender.
+    by_sender: HashMap<OwnedUserId, HashSet<EntryKey>>,
+    /// Legacy joins by event ID (for redactions).
+    legacy_by_event: HashMap<OwnedEventId, String>,
+    slots: BTreeMap<String, Slot>,
+    /// Slots explicitly closed by `m.rtc.slot`.
+    closed_slots: HashSet<String>,
+}
+
+/// The read-time filters of a room (`protocol.md` §5.8 rules 5, 6, 8, 9).
+struct Filters<'a> {
+    encrypted: bool,
+    members: &'a HashMap<OwnedUserId, bool>,
+    closed_slots: &'a HashSet<String>,
+    ignored: &'a HashSet<OwnedUserId>,
+}
+
+impl Filters<'_> {
+    /// `Ok` when the join counts now, else why it is hidden.
+    fn check(&self, sender: &UserId, join: &Join) -> Result<(), LeftReason> {
+        if self.ignored.contains(sender) {
+            return Err(LeftReason::SenderIgnored);
+        }
+        if self.members.get(sender) != Some(&true) {
+            return Err(LeftReason::SenderLeftRoom);
+        }
+        if join.format.is_sticky() && self.encrypted && !join.encrypted {
+            return Err(LeftReason::Rejected(
+                RejectReason::PlaintextJoinInEncryptedRoom,
+            ));
+        }
+        if join.format == MembershipFormat::Msc4143 && self.closed_slots.contains(&join.slot_id) {
+            return Err(LeftReason::SlotClosed);
+        }
+        Ok(())
+    }
+}
+
+/// Sans-IO MatrixRTC membership model: which devices take part in which session.
+///
+/// # Calling contract
+///
+/// * **Inputs** (`handle_*`, `set_room_encrypted`, `forget_room`) take what the driver saw
+///   and return the [`SessionChange`]s they caused, in order. Their cost is proportional
+///   to what changed, not to the size of the room.
+///   - [`handle_sticky_changes`](Self::handle_sticky_changes): every `Change` of the
+///     `matrix_sticky_events::StickyMap` (sticky formats A and B; other event types are
+///     skipped).
+///   - [`handle_state_event`](Self::handle_state_event): legacy call member state events
+///     (format C) and `m.rtc.slot` state, in stream order.
+///   - [`handle_room_member`](Self::handle_room_member): the senders' room membership.
+///     Writes are always applied; a membership whose sender is not joined is hidden, and
+///     shows again if the sender (re)joins while it is live. A sender whose membership was
+///     never given is hidden and asked about through
+///     [`poll_member_query`](Self::poll_member_query).
+///   - [`handle_timeout`](Self::handle_timeout) when [`next_deadline`](Self::next_deadline)
+///     passes: legacy memberships expire by `created + expires` (sticky ones expire through
+///     the sticky map).
+/// * **Outputs** to drain after inputs: [`poll_diagnostic`](Self::poll_diagnostic) (why
+///   events were rejected or flagged) and [`poll_member_query`](Self::poll_member_query).
+/// * **Getters**: [`sessions`](Self::sessions), [`session`](Self::session),
+///   [`participants`](Self::participants).
+///
+/// The model never reads a clock: time comes with the inputs. Calling an input twice with
+/// the same data changes nothing the second time.
+#[derive(Debug, Default)]
+pub struct RtcMembership {
+    rooms: HashMap<OwnedRoomId, Room>,
+    ignored: HashSet<OwnedUserId>,
+    /// Legacy expiry deadlines: `(deadline, room, state key)`.
+    deadlines: BTreeSet<(Instant, OwnedRoomId, String)>,
+    diagnostics: VecDeque<Diagnostic>,
+    dropped_diagnostics: u64,
+    queries: VecDeque<MemberQuery>,
+}
+
+impl RtcMembership {
+    /// An empty model.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Applies changes of the sticky map. Changes of other event types, and unkeyed member
+    /// events (which are rejected with a diagnostic), are skipped.
+    #[must_use]
+    pub fn handle_sticky_changes(&mut self, changes: &[Change]) -> Vec<SessionChange> {
+        let mut out = Vec::new();
+        for change in changes {
+            match change {
+                Change::Added(event) | Change::Replaced { new: event, .. } => {
+                    self.apply_sticky_event(event, &mut out);
+                }
+                Change::Removed { old, reason } => {
+                    if !sticky::is_member_type(&old.event_type) {
+                        continue;
+                    }
+                    let Some(sticky_key) = &old.sticky_key else {
+                        continue;
+                    };
+                    let key = EntryKey::Sticky {
+                        sender: old.meta.sender.clone(),
+                        event_type: old.event_type.clone(),
+                        sticky_key: sticky_key.clone(),
+                    };
+                    let reason = match reason {
+                        RemovalReason::Expired => LeftReason::Expired,
+                        RemovalReason::Redacted => LeftReason::Redacted,
+                        RemovalReason::Deleted => LeftReason::LeaveEvent,
+                        RemovalReason::Evicted => LeftReason::Evicted,
+                        RemovalReason::RoomForgotten => LeftReason::RoomForgotten,
+                        // A reason added later: the entry is gone all the same.
+                        _ => LeftReason::Evicted,
+                    };
+                    self.apply(&old.meta.room_id, key, Update::Gone(reason), &mut out);
+                }
+            }
+        }
+        out
+    }
+
+    fn apply_sticky_event(&mut self, event: &StickyEvent, out: &mut Vec<SessionChange>) {
+        if !sticky::is_member_type(&event.event_type) {
+            trace!(event_type = %event.event_type, "not a member event");
+            return;
+        }
+        let room_id = &event.meta.room_id;
+        let Some(sticky_key) = &event.sticky_key else {
+            self.diagnose(
+                room_id,
+                Some(&event.meta.event_id),
+                Some(&event.meta.sender),
+                RejectReason::MissingStickyKey,
+            );
+            return;
+        };
+        let mut notes = Vec::new();
+        let outcome = sticky::classify(event, sticky_key, &mut notes);
+        for reason in notes {
+            self.diagnose(
+                room_id,
+                Some(&event.meta.event_id),
+                Some(&event.meta.sender),
+                reason,
+            );
+        }
+        let key = EntryKey::Sticky {
+            sender: event.meta.sender.clone(),
+            event_type: event.event_type.clone(),
+            sticky_key: sticky_key.clone(),
+        };
+        let update = match outcome {
+            Outcome::Join(join) => Update::Join {
+                sender: event.meta.sender.clone(),
+                event_id: event.meta.event_id.clone(),
+                join,
+            },
+            Outcome::Gone(reason) => Update::Gone(reason),
+        };
+        self.apply(room_id, key, update, out);
+    }
+
+    /// Applies one state event of `room_id` (the raw JSON of a sync or `/state` event),
+    /// received at `receipt`: legacy `org.matrix.msc3401.call.member` memberships
+    /// (format C; format D is ignored with a diagnostic) and `m.rtc.slot` status. Other
+    /// event types are skipped. Feed state events in stream order: the latest event of a
+    /// state key replaces the previous one.
+    #[must_use]
+    pub fn handle_state_event(
+        &mut self,
+        room_id: &RoomId,
+        raw_event: &str,
+        receipt: Receipt,
+    ) -> Vec<SessionChange> {
+        let mut out = Vec::new();
+        let event = match legacy::parse_state_event(raw_event) {
+            Ok(Some(event)) => event,
+            Ok(None) => return out,
+            Err(error) => {
+                self.diagnose(
+                    room_id,
+                    error.event_id.as_deref(),
+                    error.sender.as_deref(),
+                    error.reason,
+                );
+                return out;
+            }
+        };
+        match event.kind {
+            StateKind::Slot => {
+                let closed = legacy::slot_closed(event.content);
+                self.set_slot_closed(room_id, &event.state_key, closed, &mut out);
+            }
+            StateKind::CallMember => {
+                let mut notes = Vec::new();
+                let outcome = legacy::classify(&event, receipt, &mut notes);
+                for reason in notes {
+                    self.diagnose(room_id, Some(&event.event_id), Some(&event.sender), reason);
+                }
+                let update = match outcome {
+                    Outcome::Join(join) => Update::Join {
+                        sender: event.sender,
+                        event_id: event.event_id,
+                        join,
+                    },
+                    Outcome::Gone(reason) => Update::Gone(reason),
+                };
+                let key = EntryKey::Legacy {
+                    state_key: event.state_key,
+                };
+                self.apply(room_id, key, update, &mut out);
+            }
+        }
+        out
+    }
+
+    /// A redaction of `event_id` in `room_id`: ends the legacy membership it carried.
+    /// (Sticky memberships are redacted through the sticky map.)
+    #[must_use]
+    pub fn handle_redaction(&mut self, room_id: &RoomId, event_id: &EventId) -> Vec<SessionChange> {
+        let mut out = Vec::new();
+        let state_key = self
+            .rooms
+            .get(room_id)
+            .and_then(|room| room.legacy_by_event.get(event_id))
+            .cloned();
+        if let Some(state_key) = state_key {
+            let key = EntryKey::Legacy { state_key };
+            self.apply(room_id, key, Update::Gone(LeftReason::Redacted), &mut out);
+        }
+        out
+    }
+
+    /// The current room membership of `user_id` in `room_id` (`joined`: membership `join`).
+    /// Memberships of a sender who is not joined are hidden, not dropped.
+    #[must_use]
+    pub fn handle_room_member(
+        &mut self,
+        room_id: &RoomId,
+        user_id: &UserId,
+        joined: bool,
+    ) -> Vec<SessionChange> {
+        let mut out = Vec::new();
+        let room = self.rooms.entry(room_id.to_owned()).or_default();
+        room.queried.remove(user_id);
+        if room.members.insert(user_id.to_owned(), joined) == Some(joined) {
+            return out;
+        }
+        self.refilter_sender(room_id, user_id, &mut out);
+        out
+    }
+
+    /// Whether we ignore `user_id` (rule 9): their memberships are hidden in every room
+    /// while ignored.
+    #[must_use]
+    pub fn handle_ignored_user(&mut self, user_id: &UserId, ignored: bool) -> Vec<SessionChange> {
+        let mut out = Vec::new();
+        let changed = if ignored {
+            self.ignored.insert(user_id.to_owned())
+        } else {
+            self.ignored.remove(user_id)
+        };
+        if changed {
+            let rooms: Vec<OwnedRoomId> = self
+                .rooms
+                .iter()
+                .filter(|(_, room)| room.by_sender.contains_key(user_id))
+                .map(|(room_id, _)| room_id.clone())
+                .collect();
+            for room_id in rooms {
+                self.refilter_sender(&room_id, user_id, &mut out);
+            }
+        }
+        out
+    }
+
+    /// Whether `room_id` is encrypted. In an encrypted room, sticky joins that arrived in
+    /// plaintext never count (rule 5); plaintext leaves still end memberships.
+    #[must_use]
+    pub fn set_room_encrypted(&mut self, room_id: &RoomId, encrypted: bool) -> Vec<SessionChange> {
+        let mut out = Vec::new();
+        let room = self.rooms.entry(room_id.to_owned()).or_default();
+        if room.encrypted == encrypted {
+            return out;
+        }
+        room.encrypted = encrypted;
+        let groups: HashSet<(String, OwnedUserId, OwnedDeviceId)> = room
+            .entries
+            .values()
+            .filter(|entry| entry.join.format.is_sticky() && !entry.join.encrypted)
+            .map(|entry| {
+                (
+                    entry.join.slot_id.clone(),
+                    entry.sender.clone(),
+                    entry.join.device_id.clone(),
+                )
+            })
+            .collect();
+        for (slot_id, user_id, device_id) in groups {
+            self.recompute(
+                room_id,
+                &slot_id,
+                &user_id,
+                &device_id,
+                &LeftReason::Superseded,
+                &mut out,
+            );
+        }
+        out
+    }
+
+    /// We left `room_id`: drops everything about it. Every participant leaves with
+    /// [`LeftReason::RoomForgotten`] and every session ends.
+    #[must_use]
+    pub fn forget_room(&mut self, room_id: &RoomId) -> Vec<SessionChange> {
+        let mut out = Vec::new();
+        let Some(room) = self.rooms.remove(room_id) else {
+            return out;
+        };
+        for (key, entry) in &room.entries {
+            if let (Some(deadline), EntryKey::Legacy { state_key }) = (entry.join.deadline, key) {
+                self.deadlines
+                    .remove(&(deadline, room_id.to_owned(), state_key.clone()));
+            }
+        }
+        for (slot_id, slot) in room.slots {
+            if slot.roster.order.is_empty() {
+                continue;
+            }
+            for participant in slot.roster.order.into_values() {
+                out.push(SessionChange::Left {
+                    participant,
+                    reason: LeftReason::RoomForgotten,
+                });
+            }
+            out.push(SessionChange::SessionEnded {
+                room_id: room_id.to_owned(),
+                slot_id,
+            });
+        }
+        self.queries.retain(|query| query.room_id != room_id);
+        out
+    }
+
+    /// Expires the legacy memberships whose `created + expires` is at or before `now`.
+    /// Calling it early or twice does nothing.
+    #[must_use]
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<SessionChange> {
+        let mut out = Vec::new();
+        while let Some(first) = self.deadlines.first() {
+            if first.0 > now {
+                break;
+            }
+            let Some((_, room_id, state_key)) = self.deadlines.pop_first() else {
+                break;
+            };
+            let key = EntryKey::Legacy { state_key };
+            self.apply(&room_id, key, Update::Gone(LeftReason::Expired), &mut out);
+        }
+        out
+    }
+
+    /// The earliest legacy expiry, if any: call [`handle_timeout`](Self::handle_timeout)
+    /// then.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.first().map(|(deadline, _, _)| *deadline)
+    }
+
+    /// The next diagnostic: an event that was rejected, ignored or flagged. At most 1024
+    /// are kept; older ones are dropped first (see
+    /// [`dropped_diagnostics`](Self::dropped_diagnostics)).
+    #[must_use]
+    pub fn poll_diagnostic(&mut self) -> Option<Diagnostic> {
+        self.diagnostics.pop_front()
+    }
+
+    /// How many diagnostics were dropped because nobody polled them.
+    pub fn dropped_diagnostics(&self) -> u64 {
+        self.dropped_diagnostics
+    }
+
+    /// The next sender whose room membership the model needs: answer with
+    /// [`handle_room_member`](Self::handle_room_member). Each is asked once.
+    #[must_use]
+    pub fn poll_member_query(&mut self) -> Option<MemberQuery> {
+        self.queries.pop_front()
+    }
+
+    /// The live sessions of `room_id`, by slot ID.
+    pub fn sessions<'a>(&'a self, room_id: &RoomId) -> impl Iterator<Item = Session<'a>> + 'a {
+        self.rooms
+            .get_key_value(room_id)
+            .into_iter()
+            .flat_map(|(room_id, room)| {
+                room.slots
+                    .iter()
+                    .filter(|(_, slot)| !slot.roster.order.is_empty())
+                    .map(move |(slot_id, slot)| Session {
+                        room_id,
+                        slot_id,
+                        slot,
+                    })
+            })
+    }
+
+    /// The live session of `slot_id` in `room_id`.
+    pub fn session(&self, room_id: &RoomId, slot_id: &str) -> Option<Session<'_>> {
+        let (room_id, room) = self.rooms.get_key_value(room_id)?;
+        let (slot_id, slot) = room.slots.get_key_value(slot_id)?;
+        (!slot.roster.order.is_empty()).then_some(Session {
+            room_id,
+            slot_id,
+            slot,
+        })
+    }
+
+    /// The participants of `slot_id` in `room_id`, oldest first.
+    pub fn participants<'a>(
+        &'a self,
+        room_id: &RoomId,
+        slot_id: &str,
+    ) -> impl DoubleEndedIterator<Item = &'a Participant> + 'a {
+        self.rooms
+            .get(room_id)
+            .and_then(|room| room.slots.get(slot_id))
+            .into_iter()
+            .flat_map(|slot| slot.roster.order.values().map(|participant| &**participant))
+    }
+
+    // --- internals -----------------------------------------------------------------------
+
+    fn diagnose(
+        &mut self,
+        room_id: &RoomId,
+        event_id: Option<&EventId>,
+        sender: Option<&UserId>,
+        reason: RejectReason,
+    ) {
+        debug!(%room_id, ?event_id, ?sender, %reason, "membership event not counted as is");
+        if self.diagnostics.len() >= MAX_DIAGNOSTICS {
+            self.diagnostics.pop_front();
+            self.dropped_diagnostics += 1;
+        }
+        self.diagnostics.push_back(Diagnostic {
+            room_id: room_id.to_owned(),
+            event_id: event_id.map(ToOwned::to_owned),
+            sender: sender.map(ToOwned::to_owned),
+            reason,
+        });
+    }
+
+    /// Applies one update of one key and recomputes the devices it touches.
+    fn apply(
+        &mut self,
+        room_id: &RoomId,
+        key: EntryKey,
+        update: Update,
+        out: &mut Vec<SessionChange>,
+    ) {
+        let room = self.rooms.entry(room_id.to_owned()).or_default();
+        let old = room.entries.remove(&key);
+        if let Some(old) = &old {
+            if let Some(deadline) = old.join.deadline
+                && let EntryKey::Legacy { state_key } = &key
+            {
+                self.deadlines
+                    .remove(&(deadline, room_id.to_owned(), state_key.clone()));
+            }
+            if old.join.format == MembershipFormat::LegacyState {
+                room.legacy_by_event.remove(&old.event_id);
+            }
+        }
+        let old_group = old.as_ref().map(|old| {
+            (
+                old.join.slot_id.clone(),
+                old.sender.clone(),
+                old.join.device_id.clone(),
+            )
+        });
+
+        match update {
+            Update::Gone(reason) => {
+                let Some((slot_id, user_id, device_id)) = old_group else {
+                    trace!(%room_id, ?reason, "leave for a key without a membership");
+                    return;
+                };
+                Self::unregister(room, &key, &slot_id, &user_id, &device_id);
+                self.recompute(room_id, &slot_id, &user_id, &device_id, &reason, out);
+            }
+            Update::Join {
+                sender,
+                event_id,
+                mut join,
+            } => {
+                // Keep the creation time of a sticky member ID across refreshes.
+                if let Some(old) = &old
+                    && join.format.is_sticky()
+                    && old.join.format.is_sticky()
+                    && old.join.member_id == join.member_id
+                    && old.join.slot_id == join.slot_id
+                {
+                    join.created_ts = join.created_ts.min(old.join.created_ts);
+                }
+                if let (Some(deadline), EntryKey::Legacy { state_key }) = (join.deadline, &key) {
+                    self.deadlines
+                        .insert((deadline, room_id.to_owned(), state_key.clone()));
+                    room.legacy_by_event
+                        .insert(event_id.clone(), state_key.clone());
+                } else if let EntryKey::Legacy { state_key } = &key {
+                    room.legacy_by_event
+                        .insert(event_id.clone(), state_key.clone());
+                }
+                let new_group = (join.slot_id.clone(), sender.clone(), join.device_id.clone());
+                let moved = old_group
+                    .as_ref()
+                    .filter(|old_group| **old_group != new_group);
+                if let Some((slot_id, user_id, device_id)) = moved {
+                    Self::unregister(room, &key, slot_id, user_id, device_id);
+                }
+                if old_group.is_none() || moved.is_some() {
+                    let slot = room.slots.entry(new_group.0.clone()).or_default();
+                    let group = slot
+                        .groups
+                        .entry((new_group.1.clone(), new_group.2.clone()))
+                        .or_default();
+                    group.candidates.push(key.clone());
+                }
+                room.by_sender
+                    .entry(sender.clone())
+                    .or_default()
+                    .insert(key.clone());
+
+                // Say why a new join does not show (rule 5, 6, 8, 9), and ask about unknown senders.
+                let filters = Filters {
+                    encrypted: room.encrypted,
+                    members: &room.members,
+                    closed_slots: &room.closed_slots,
+                    ignored: &self.ignored,
+                };
+                let hidden = filters.check(&sender, &join).err();
+                let membership_unknown = !room.members.contains_key(&sender);
+                if membership_unknown && room.queried.insert(sender.clone()) {
+                    self.queries.push_back(MemberQuery {
+                        room_id: room_id.to_owned(),
+                        user_id: sender.clone(),
+                    });
+                }
+                room.entries.insert(
+                    key,
+                    Entry {
+                        sender: sender.clone(),
+                        event_id: event_id.clone(),
+                        join,
+                    },
+                );
+                let hidden_reason = match hidden {
+                    Some(LeftReason::SenderLeftRoom) if !membership_unknown => {
+                        Some(RejectReason::SenderNotJoined)
+                    }
+                    Some(LeftReason::SenderIgnored) => Some(RejectReason::SenderIgnored),
+                    Some(LeftReason::SlotClosed) => Some(RejectReason::SlotClosed),
+                    Some(LeftReason::Rejected(reason)) => Some(reason),
+                    _ => None,
+                };
+                if let Some(reason) = hidden_reason {
+                    self.diagnose(room_id, Some(&event_id), Some(&sender), reason);
+                }
+
+                if let Some((slot_id, user_id, device_id)) = moved {
+                    self.recompute(
+                        room_id,
+                        slot_id,
+                        user_id,
+                        device_id,
+                        &LeftReason::Superseded,
+                        out,
+                    );
+                }
+                let (slot_id, user_id, device_id) = new_group;
+                self.recompute(
+                    room_id,
+                    &slot_id,
+                    &user_id,
+                    &device_id,
+                    &LeftReason::Superseded,
+                    out,
+                );
+            }
+        }
+    }
+
+    /// Removes `key` from the candidates of its device group and from the sender index.
+    fn unregister(
+        room: &mut Room,
+        key: &EntryKey,
+        slot_id: &str,
+        user_id: &UserId,
+        device_id: &OwnedDeviceId,
+    ) {
+        if let Some(slot) = room.slots.get_mut(slot_id)
+            && let Some(group) = slot
+                .groups
+                .get_mut(&(user_id.to_owned(), device_id.clone()))
+        {
+            group.candidates.retain(|candidate| candidate != key);
+        }
+        if let Some(keys) = room.by_sender.get_mut(user_id) {
+            keys.remove(key);
+            if keys.is_empty() {
+                room.by_sender.remove(user_id);
+            }
+        }
+    }
+
+    /// Re-applies the read-time filters to every membership of `user_id` in `room_id`.
+    fn refilter_sender(
+        &mut self,
+        room_id: &RoomId,
+        user_id: &UserId,
+        out: &mut Vec<SessionChange>,
+    ) {
+        let Some(room) = self.rooms.get(room_id) else {
+            return;
+        };
+        let Some(keys) = room.by_sender.get(user_id) else {
+            return;
+        };
+        let groups: BTreeSet<(String, OwnedDeviceId)> = keys
+            .iter()
+            .filter_map(|key| room.entries.get(key))
+            .map(|entry| (entry.join.slot_id.clone(), entry.join.device_id.clone()))
+            .collect();
+        for (slot_id, device_id) in groups {
+            self.recompute(
+                room_id,
+                &slot_id,
+                user_id,
+                &device_id,
+                &LeftReason::Superseded,
+                out,
+            );
+        }
+    }
+
+    fn set_slot_closed(
+        &mut self,
+        room_id: &RoomId,
+        slot_id: &str,
+        closed: bool,
+        out: &mut Vec<SessionChange>,
+    ) {
+        let room = self.rooms.entry(room_id.to_owned()).or_default();
+        let changed = if closed {
+            room.closed_slots.insert(slot_id.to_owned())
+        } else {
+            room.closed_slots.remove(slot_id)
+        };
+        if !changed {
+            return;
+        }
+        let Some(slot) = room.slots.get(slot_id) else {
+            return;
+        };
+        let groups: Vec<(OwnedUserId, OwnedDeviceId)> = slot.groups.keys().cloned().collect();
+        for (user_id, device_id) in groups {
+            self.recompute(
+                room_id,
+                slot_id,
+                &user_id,
+                &device_id,
+                &LeftReason::SlotClosed,
+                out,
+            );
+        }
+    }
+
+    /// Recomputes the visible participants of one device in one slot and reports the
+    /// difference. `reason` is given to participants whose entry is gone from this group.
+    /// Cost: O(memberships of this device × log(participants of the slot)).
+    fn recompute(
+        &mut self,
+        room_id: &RoomId,
+        slot_id: &str,
+        user_id: &UserId,
+        device_id: &OwnedDeviceId,
+        reason: &LeftReason,
+        out: &mut Vec<SessionChange>,
+    ) {
+        let Some(room) = self.rooms.get_mut(room_id) else {
+            return;
+        };
+        let Room {
+            encrypted,
+            members,
+            entries,
+            slots,
+            closed_slots,
+            ..
+        } = room;
+        let filters = Filters {
+            encrypted: *encrypted,
+            members,
+            closed_slots,
+            ignored: &self.ignored,
+        };
+        let Some(slot) = slots.get_mut(slot_id) else {
+            return;
+        };
+        let group_key = (user_id.to_owned(), device_id.clone());
+        let Slot { groups, roster } = slot;
+        let Some(group) = groups.get_mut(&group_key) else {
+            return;
+        };
+
+        // The entries that count now; sticky formats hide legacy ones of the same device.
+        let shown: Vec<(&EntryKey, &Entry)> = group
+            .candidates
+            .iter()
+            .filter_map(|key| entries.get(key).map(|entry| (key, entry)))
+            .filter(|(_, entry)| filters.check(&entry.sender, &entry.join).is_ok())
+            .collect();
+        let any_sticky = shown.iter().any(|(_, entry)| entry.join.format.is_sticky());
+        let mut best: BTreeMap<&str, (&EntryKey, &Entry)> = BTreeMap::new();
+        for (key, entry) in shown {
+            if any_sticky && !entry.join.format.is_sticky() {
+                continue;
+            }
+            match best.get(entry.join.member_id.as_str()) {
+                Some((best_key, best_entry)) if rank(best_key, best_entry) >= rank(key, entry) => {}
+                _ => {
+                    best.insert(entry.join.member_id.as_str(), (key, entry));
+                }
+            }
+        }
+        let mut new: BTreeMap<String, (EntryKey, Participant)> = best
+            .into_iter()
+            .map(|(member_id, (key, entry))| {
+                (
+                    member_id.to_owned(),
+                    (key.clone(), participant(room_id, entry)),
+                )
+            })
+            .collect();
+
+        let before = roster.order.len();
+        let mut left = Vec::new();
+        let mut updated = Vec::new();
+        let mut joined = Vec::new();
+        let mut visible = Vec::with_capacity(new.len());
+        for (order_key, entry_key) in std::mem::take(&mut group.visible) {
+            let Some(old) = roster.remove(&order_key) else {
+                continue;
+            };
+            match new.remove(&old.member_id) {
+                None => {
+                    let why = match entries.get(&entry_key) {
+                        Some(entry) if group.candidates.contains(&entry_key) => {
+                            match filters.check(&entry.sender, &entry.join) {
+                                Ok(()) => LeftReason::Superseded,
+                                Err(hidden) => hidden,
+                            }
+                        }
+                        _ => reason.clone(),
+                    };
+                    left.push(SessionChange::Left {
+                        participant: old,
+                        reason: why,
+                    });
+                }
+                Some((key, participant)) => {
+                    let new_order = OrderKey::of(&participant);
+                    if *old == participant {
+                        roster.insert(new_order.clone(), old);
+                    } else {
+                        let participant = Arc::new(participant);
+                        roster.insert(new_order.clone(), participant.clone());
+                        updated.push(SessionChange::Updated {
+                            old,
+                            new: participant,
+                        });
+                    }
+                    visible.push((new_order, key));
+                }
+            }
+        }
+        for (_, (key, participant)) in new {
+            let order = OrderKey::of(&participant);
+            let participant = Arc::new(participant);
+            roster.insert(order.clone(), participant.clone());
+            joined.push(SessionChange::Joined(participant));
+            visible.push((order, key));
+        }
+        group.visible = visible;
+        let after = roster.order.len();
+
+        if before == 0 && after > 0 {
+            out.push(SessionChange::SessionStarted {
+                room_id: room_id.to_owned(),
+                slot_id: slot_id.to_owned(),
+            });
+        }
+        out.append(&mut left);
+        out.append(&mut updated);
+        out.append(&mut joined);
+        if before > 0 && after == 0 {
+            out.push(SessionChange::SessionEnded {
+                room_id: room_id.to_owned(),
+                slot_id: slot_id.to_owned(),
+            });
+        }
+
+        if group.candidates.is_empty() && group.visible.is_empty() {
+            groups.remove(&group_key);
+        }
+        if slot.is_unused() {
+            slots.remove(slot_id);
+        }
+    }
+}
+
+/// Preference between two entries of one member ID: sticky first, then the greater key
+/// (an arbitrary but order-independent choice).
+fn rank<'a>(key: &'a EntryKey, entry: &Entry) -> (bool, &'a EntryKey) {
+    (entry.join.format.is_sticky(), key)
+}
+
+/// The participant an entry shows as.
+fn participant(room_id: &RoomId, entry: &Entry) -> Participant {
+    let join = &entry.join;
+    Participant {
+        room_id: room_id.to_owned(),
+        slot_id: join.slot_id.clone(),
+        user_id: entry.sender.clone(),
+        device_id: join.device_id.clone(),
+        member_id: join.member_id.clone(),
+        created_ts: join.created_ts,
+        event_id: entry.event_id.clone(),
+        format: join.format,
+        transports: join.transports.clone(),
+        focus_selection: join.focus_selection.clone(),
+        call_intent: join.call_intent.clone(),
+        livekit_identity: join.livekit_identity.clone(),
+        expires_wall_ms: join.expires_wall_ms,
+        suspicious: join.suspicious,
+    }
+}
