@@ -1,0 +1,25 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+mod change;
+mod event;
+mod limits;
+mod map;
+mod parse;
+mod snapshot;
+mod time;
+pub mod wire;
+
+#[doc(inline)]
+pub use self::{
+    change::{Change, RemovalReason},
+    event::{EncryptedSticky, EventOrigin, StickyEvent, StickyMeta},
+    limits::Limits,
+    map::{MapKey, StickyMap},
+    parse::{
+        BatchError, MAX_BATCH_BYTES, MAX_DEPTH, MAX_EVENT_BYTES, Parsed, Rejection, RoomBatch,
+        StickyBatch, parse_event, parse_sticky_batch,
+    },
+    snapshot::{Snapshot, SnapshotError},
+    time::Receipt,
+};

@@ -1,0 +1,86 @@
+//! What the map holds per room: senders, then event types, then keyed slots and unkeyed entries.
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::Arc,
+};
+
+use ruma_common::OwnedUserId;
+
+use super::ranked::Ranked;
+use crate::StickyEvent;
+
+/// One room: its senders, and all its candidates by rank (for the per-room cap).
+#[derive(Debug, Default)]
+pub(crate) struct RoomState {
+    pub(crate) senders: HashMap<OwnedUserId, SenderState>,
+    pub(crate) ranked: BTreeSet<Ranked>,
+    /// Total [`Limits::weight`](crate::Limits::weight) of the room's candidates.
+    pub(crate) bytes: usize,
+}
+
+/// One sender in one room: its event types, and its candidates by rank (for the per-sender cap).
+#[derive(Debug, Default)]
+pub(crate) struct SenderState {
+    pub(crate) types: HashMap<Box<str>, TypeState>,
+    pub(crate) ranked: BTreeSet<Ranked>,
+}
+
+/// One event type of one sender in one room.
+#[derive(Debug, Default)]
+pub(crate) struct TypeState {
+    /// Keyed slots by sticky key.
+    pub(crate) keyed: HashMap<Box<str>, Slot>,
+    /// Unkeyed entries: each is visible on its own until its deadline.
+    pub(crate) unkeyed: Vec<Arc<StickyEvent>>,
+}
+
+impl TypeState {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.keyed.is_empty() && self.unkeyed.is_empty()
+    }
+}
+
+/// The live candidates of one map key, best first.
+#[derive(Debug, Default)]
+pub(crate) struct Slot {
+    candidates: Vec<Arc<StickyEvent>>,
+}
+
+impl Slot {
+    /// The winner: the candidate with the highest rank, then the highest event ID.
+    pub(crate) fn winner(&self) -> Option<&Arc<StickyEvent>> {
+        self.candidates.first()
+    }
+
+    /// The winner when it shows a value (not a deletion marker).
+    pub(crate) fn visible(&self) -> Option<&Arc<StickyEvent>> {
+        self.winner().filter(|event| !event.key_only)
+    }
+
+    /// All candidates, best first.
+    pub(crate) fn candidates(&self) -> &[Arc<StickyEvent>] {
+        &self.candidates
+    }
+
+    pub(crate) fn insert(&mut self, event: Arc<StickyEvent>) {
+        let at = self
+            .candidates
+            .partition_point(|c| c.meta.cmp_rank(&event.meta).is_gt());
+        self.candidates.insert(at, event);
+    }
+
+    /// Remove this very candidate; whether it was there.
+    pub(crate) fn remove(&mut self, event: &Arc<StickyEvent>) -> bool {
+        match self.candidates.iter().position(|c| Arc::ptr_eq(c, event)) {
+            Some(at) => {
+                self.candidates.remove(at);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.candidates.is_empty()
+    }
+}
