@@ -43,6 +43,15 @@ pub(crate) fn millis(raw: Option<&RawValue>) -> Result<u64, FieldError> {
     }
 }
 
+/// Reads a JSON object into `T`. Arrays are refused: serde would read a struct from an
+/// array by position, which would let `["id", ...]` pass for an object.
+pub(crate) fn object<'a, T: serde::Deserialize<'a>>(raw: &'a RawValue) -> Option<T> {
+    if !is_object(raw) {
+        return None;
+    }
+    serde_json::from_str(raw.get()).ok()
+}
+
 /// Whether the raw JSON is an object (cheap: looks at the first byte only).
 pub(crate) fn is_object(raw: &RawValue) -> bool {
     raw.get().trim_start().starts_with('{')

@@ -73,7 +73,7 @@ impl Transport {
 
     /// Parses one transport object; `None` when it is not an object with a string `type`.
     pub(crate) fn parse(raw: &RawValue) -> Option<Self> {
-        let object: TransportObject<'_> = serde_json::from_str(raw.get()).ok()?;
+        let object: TransportObject<'_> = field::object(raw)?;
         let transport_type = field::string(object.transport_type).ok()?;
         if transport_type == wire::TRANSPORT_LIVEKIT
             && let Ok(service_url) = field::string(object.livekit_service_url)

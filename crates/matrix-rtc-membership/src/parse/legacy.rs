@@ -53,6 +53,10 @@ pub(crate) fn parse_state_event(raw: &str) -> Result<Option<StateEventIn<'_>>, S
         sender: None,
         reason: RejectReason::MalformedStateEvent(what),
     };
+    // serde reads a struct from an array too: insist on an object.
+    if !raw.trim_start().starts_with('{') {
+        return Err(malformed("not an object"));
+    }
     let event: StateEvent<'_> =
         serde_json::from_str(raw).map_err(|_| malformed("not an object"))?;
     let event_type = field::string(event.event_type).map_err(|_| malformed("type"))?;
@@ -82,9 +86,7 @@ pub(crate) fn parse_state_event(raw: &str) -> Result<Option<StateEventIn<'_>>, S
     let origin_server_ts =
         field::millis(event.origin_server_ts).map_err(|_| fail("origin_server_ts"))?;
     let content = event.content.ok_or_else(|| fail("content"))?;
-    let unsigned = event
-        .unsigned
-        .and_then(|raw| serde_json::from_str::<Unsigned<'_>>(raw.get()).ok());
+    let unsigned = event.unsigned.and_then(field::object::<Unsigned<'_>>);
     let (delayed, redacted) = unsigned.map_or((false, false), |unsigned| {
         (
             unsigned.delay_id_unstable.is_some() || unsigned.delay_id.is_some(),
@@ -126,7 +128,7 @@ pub(crate) fn classify(
     if field::is_empty_object(event.content) {
         return Outcome::Gone(gone);
     }
-    let Ok(content) = serde_json::from_str::<LegacyContent<'_>>(event.content.get()) else {
+    let Some(content) = field::object::<LegacyContent<'_>>(event.content) else {
         return reject(notes, RejectReason::ContentMalformed);
     };
     if content.memberships.is_some() {
@@ -222,7 +224,7 @@ pub(crate) fn classify(
 
 /// `focus_active`: an object with a string `type`; its `focus_selection` when a string.
 fn focus_selection(raw: &RawValue) -> Result<FocusSelection, ()> {
-    let object: FocusActiveObject<'_> = serde_json::from_str(raw.get()).map_err(|_| ())?;
+    let object: FocusActiveObject<'_> = field::object(raw).ok_or(())?;
     field::string(object.focus_type).map_err(|_| ())?;
     Ok(match field::string(object.focus_selection) {
         Ok(selection) => FocusSelection::from_wire(selection),
@@ -233,8 +235,7 @@ fn focus_selection(raw: &RawValue) -> Result<FocusSelection, ()> {
 
 /// Whether an `m.rtc.slot` content closes its slot (anything else counts as open).
 pub(crate) fn slot_closed(content: &RawValue) -> bool {
-    serde_json::from_str::<SlotContent<'_>>(content.get())
-        .ok()
+    field::object::<SlotContent<'_>>(content)
         .and_then(|slot| field::string(slot.status).ok())
         .is_some_and(|status| status == wire::SLOT_STATUS_CLOSED)
 }

@@ -34,20 +34,19 @@ pub(crate) fn classify(
     if event.key_only {
         return Outcome::Gone(LeftReason::LeaveEvent);
     }
-    let raw = event.content.get();
     if !field::is_object(&event.content) {
         return reject(notes, RejectReason::ContentNotObject);
     }
-    let Ok(content) = serde_json::from_str::<StickyContent<'_>>(raw) else {
+    let Some(content) = field::object::<StickyContent<'_>>(&event.content) else {
         return reject(notes, RejectReason::ContentMalformed);
     };
 
     // `member` is read first: format A says leave in `member.membership`.
     let member = match content.member {
         None => None,
-        Some(raw_member) => match serde_json::from_str::<MemberObject<'_>>(raw_member.get()) {
-            Ok(member) => Some(member),
-            Err(_) => return reject(notes, RejectReason::MemberInvalid),
+        Some(raw_member) => match field::object::<MemberObject<'_>>(raw_member) {
+            Some(member) => Some(member),
+            None => return reject(notes, RejectReason::MemberInvalid),
         },
     };
     let membership = match member
@@ -76,8 +75,7 @@ pub(crate) fn classify(
         }
         return Outcome::Gone(LeftReason::LeaveEvent);
     };
-    let Ok(application) = serde_json::from_str::<ApplicationObject<'_>>(raw_application.get())
-    else {
+    let Some(application) = field::object::<ApplicationObject<'_>>(raw_application) else {
         return reject(notes, RejectReason::ApplicationInvalid);
     };
     let Ok(application_type) = field::string(application.app_type) else {
@@ -179,8 +177,7 @@ fn transports(
     notes: &mut Vec<RejectReason>,
 ) -> Vec<Transport> {
     if let Some(raw) = transports {
-        let published = serde_json::from_str::<TransportsObject<'_>>(raw.get())
-            .ok()
+        let published = field::object::<TransportsObject<'_>>(raw)
             .and_then(|object| object.published)
             .and_then(Transport::parse_list);
         match published {
@@ -206,7 +203,7 @@ fn transports(
 /// The reason of a format A leave, from `leave_reason.code`.
 fn leave_reason(raw: Option<&RawValue>) -> LeftReason {
     let code = raw
-        .and_then(|raw| serde_json::from_str::<LeaveReasonObject<'_>>(raw.get()).ok())
+        .and_then(field::object::<LeaveReasonObject<'_>>)
         .and_then(|object| field::string(object.code).ok());
     match code.as_deref() {
         Some(wire::LEAVE_CODE_DELAYED) => LeftReason::DelayedLeaveFired,

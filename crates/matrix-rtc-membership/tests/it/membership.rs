@@ -1,0 +1,7 @@
+//! Tests of formats, validity and sessions.
+mod formats;
+mod hostile;
+mod serialize;
+mod sessions;
+mod support;
+mod validity;
