@@ -327,3 +327,22 @@ fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     let text = serde_json::to_string_pretty(value).unwrap_or_default();
     std::fs::write(path, text).map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_can_be_shared_between_tasks() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<TestHomeserver>();
+        assert_send_sync::<TestUser>();
+    }
+
+    #[test]
+    fn free_ports_are_on_loopback_and_bindable() {
+        let port = free_port().expect("a port");
+        assert_ne!(port, 0);
+        TcpListener::bind((Ipv4Addr::LOCALHOST, port)).expect("still free");
+    }
+}

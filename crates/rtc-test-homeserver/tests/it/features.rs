@@ -136,7 +136,7 @@ async fn sticky_events_and_rtc_transports_can_be_turned_off() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delayed_event_management_rate_limit_is_configurable() {
-    let config = HomeserverConfig::default().with_rc_delayed_event_mgmt(0.1, 2);
+    let config = HomeserverConfig::default().with_rc_delayed_event_mgmt(0.001, 2);
     let server = TestHomeserver::start_with(config).await.expect("start");
     let alice = server.register_user("alice").await.expect("register");
     let mut statuses = Vec::new();

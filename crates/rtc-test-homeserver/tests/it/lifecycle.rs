@@ -1,6 +1,9 @@
 //! Start, users, rooms, sticky events, restart, stop and drop.
 
+use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use rtc_test_homeserver::{CreateRoomOptions, Method, TestHomeserver, encode_path_segment};
 use serde_json::json;
@@ -207,4 +210,60 @@ async fn a_panicking_test_keeps_the_run_dir_and_still_kills_synapse() {
     let log_text = std::fs::read_to_string(&log).expect("read log");
     assert!(log_text.contains("Synapse now listening"), "a real log");
     std::fs::remove_dir_all(&run_dir).expect("clean up the kept run dir");
+}
+
+/// Set in the copy of the test binary that [`synapse_dies_with_the_test_process`] starts.
+const ORPHAN_CHILD_ENV_VAR: &str = "RTC_TEST_HOMESERVER_ORPHAN_CHILD";
+
+/// Runs this very test again in a child process (which starts a server and blocks), kills that
+/// process with SIGKILL, as a nextest timeout would, and checks Synapse went with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn synapse_dies_with_the_test_process() {
+    const NAME: &str = "lifecycle::synapse_dies_with_the_test_process";
+    if std::env::var_os(ORPHAN_CHILD_ENV_VAR).is_some() {
+        let server = TestHomeserver::start().await.expect("start");
+        println!("SYNAPSE_PID={}", server.pid().expect("running"));
+        println!("RUN_DIR={}", server.run_dir().display());
+        // Block until the parent kills us: stdin stays open and silent.
+        let _ = std::io::stdin().read_line(&mut String::new());
+        return;
+    }
+
+    let mut child = Command::new(std::env::current_exe().expect("test binary"))
+        .args([NAME, "--exact", "--nocapture", "--test-threads=1"])
+        .env(ORPHAN_CHILD_ENV_VAR, "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the child test process");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (mut pid, mut run_dir) = (None, None);
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("child output");
+        // libtest prints "test <name> ... " right before our first line.
+        if let Some((_, value)) = line.split_once("SYNAPSE_PID=") {
+            pid = value.trim().parse::<u32>().ok();
+        } else if let Some(value) = line.strip_prefix("RUN_DIR=") {
+            run_dir = Some(std::path::PathBuf::from(value));
+            break;
+        }
+    }
+    let pid = pid.expect("the child reported its synapse pid");
+    assert!(process_exists(pid), "synapse runs while the child lives");
+
+    child.kill().expect("SIGKILL the child");
+    child.wait().expect("reap the child");
+    // The kernel signals Synapse when the child ends; allow it a moment to die.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while process_exists(pid) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !process_exists(pid),
+        "synapse {pid} outlived its test process"
+    );
+    if let Some(run_dir) = run_dir {
+        std::fs::remove_dir_all(&run_dir).expect("clean up the child's run dir");
+    }
 }

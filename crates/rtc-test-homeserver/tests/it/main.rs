@@ -40,7 +40,14 @@ async fn send(
         .await
 }
 
-/// Whether a process with this pid still exists (a zombie counts as existing).
+/// Whether a process with this pid exists and has not ended (a zombie has ended).
 fn process_exists(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // "<pid> (<comm>) <state> ...": the state follows the last ')'.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    state.is_some_and(|state| state != 'Z' && state != 'X')
 }
