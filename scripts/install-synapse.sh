@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
 # Installs the pinned Synapse into a Python virtual environment for the local test homeserver
 # (crates/rtc-test-homeserver). Idempotent: when the venv already imports the pinned version it
-# does nothing. Safe to run from several processes at once: the work happens under an flock(1)
-# on "<venv>.lock", the same lock the Rust crate takes before it runs this script.
+# does nothing. Safe to run from several processes at once (the crate runs this script from
+# every test process that finds no venv): the work happens under an flock(1) on "<venv>.lock".
 #
 # Usage: scripts/install-synapse.sh
 # Environment:
-#   RTC_SYNAPSE_VENV  where the venv lives (default: <repo>/.build/synapse-venv, git-ignored)
-#   PYTHON            the interpreter that creates the venv (default: python3, needs >= 3.10)
+#   RTC_SYNAPSE_VENV    where the venv lives (default: <repo>/.build/synapse-venv, git-ignored)
+#   RTC_SYNAPSE_PYTHON  the interpreter that creates the venv (default: python3, needs >= 3.10)
 set -euo pipefail
 
 SYNAPSE_VERSION="1.163.2"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${RTC_SYNAPSE_VENV:-$root/.build/synapse-venv}"
-python="${PYTHON:-python3}"
+python="${RTC_SYNAPSE_PYTHON:-python3}"
 # Written after a verified install; the Rust crate reads it as its fast path.
 marker="$venv/.rtc-synapse-version"
 

@@ -35,6 +35,8 @@ pub enum Error {
     Exited {
         /// How the process ended.
         status: String,
+        /// The server's run directory, kept for its logs.
+        run_dir: PathBuf,
         /// The last lines of its logs.
         log_tail: String,
     },
@@ -43,6 +45,8 @@ pub enum Error {
     StartTimeout {
         /// How long the harness waited.
         timeout: Duration,
+        /// The server's run directory, kept for its logs.
+        run_dir: PathBuf,
         /// The last lines of its logs.
         log_tail: String,
     },

@@ -119,3 +119,22 @@ pub(crate) fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_install_script_pins_the_same_version() {
+        let script = include_str!("../../../scripts/install-synapse.sh");
+        assert!(script.contains(&format!("SYNAPSE_VERSION=\"{SYNAPSE_VERSION}\"")));
+        assert!(script.contains(MARKER_FILE));
+        assert!(script.contains(VENV_ENV_VAR));
+    }
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        assert_eq!(tail("a\nb\nc\n", 2), "b\nc");
+        assert_eq!(tail("a", 5), "a");
+    }
+}

@@ -256,6 +256,7 @@ async fn launch(
         if let Some(status) = exited {
             return Err(Error::Exited {
                 status: status.to_string(),
+                run_dir: run_dir.to_owned(),
                 log_tail: log_tail(run_dir),
             });
         }
@@ -267,6 +268,7 @@ async fn launch(
             let _ = process.kill();
             return Err(Error::StartTimeout {
                 timeout,
+                run_dir: run_dir.to_owned(),
                 log_tail: log_tail(run_dir),
             });
         }

@@ -1,6 +1,8 @@
 //! Config switches: features on and off, rate limits high and low.
 
-use rtc_test_homeserver::{CreateRoomOptions, HomeserverConfig, Method, TestHomeserver};
+use std::time::Duration;
+
+use rtc_test_homeserver::{CreateRoomOptions, Error, HomeserverConfig, Method, TestHomeserver};
 use serde_json::{Value, json};
 
 use crate::send;
@@ -156,4 +158,44 @@ async fn delayed_event_management_rate_limit_is_configurable() {
         statuses.push(status);
     }
     assert_eq!(statuses, [200, 200, 429, 429]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_synapse_rejects_fails_the_start_with_its_log_tail() {
+    let config =
+        HomeserverConfig::default().with_extra_config("max_event_delay_duration", json!(-5));
+    let error = TestHomeserver::start_with(config)
+        .await
+        .expect_err("synapse must refuse -5");
+    let Error::Exited {
+        log_tail, run_dir, ..
+    } = error
+    else {
+        panic!("expected Error::Exited, got {error}");
+    };
+    assert!(log_tail.contains("max_event_delay_duration"), "{log_tail}");
+    assert!(
+        run_dir.join("homeserver.yaml").is_file(),
+        "run dir kept for its logs"
+    );
+    std::fs::remove_dir_all(&run_dir).expect("clean up the kept run dir");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_that_takes_too_long_fails_and_kills_synapse() {
+    let config = HomeserverConfig::default().with_start_timeout(Duration::from_millis(1));
+    let error = TestHomeserver::start_with(config)
+        .await
+        .expect_err("1 ms is too short");
+    let Error::StartTimeout { run_dir, .. } = error else {
+        panic!("expected Error::StartTimeout, got {error}");
+    };
+    // The killed server wrote its config path on its command line; none may be left running.
+    let config_path = run_dir.join("homeserver.yaml");
+    let running = std::fs::read_dir("/proc")
+        .expect("read /proc")
+        .filter_map(|entry| std::fs::read(entry.ok()?.path().join("cmdline")).ok())
+        .any(|cmdline| String::from_utf8_lossy(&cmdline).contains(&*config_path.to_string_lossy()));
+    assert!(!running, "synapse killed after the timeout");
+    std::fs::remove_dir_all(&run_dir).expect("clean up the kept run dir");
 }
