@@ -123,3 +123,10 @@ pub use self::{
 
 // --- own-membership state machine ---
 mod own;
+
+#[doc(inline)]
+pub use self::own::{
+    DelayId, JoinConfig, JoinError, OwnAction, OwnError, OwnEvent, OwnMembership,
+    OwnMembershipConfig, OwnRequest, OwnRequestKind, OwnStatus, RejoinReason, RequestId,
+    RequestOutcome, ServerCapabilities, TxnId, UnavailableReason,
+};
