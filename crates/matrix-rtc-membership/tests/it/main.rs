@@ -1,0 +1,3 @@
+//! Integration tests of matrix-rtc-membership.
+mod membership;
+mod own;
