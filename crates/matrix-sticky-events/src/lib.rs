@@ -18,7 +18,7 @@ pub use self::{
     map::{MapKey, StickyMap},
     parse::{
         BatchError, MAX_BATCH_BYTES, MAX_DEPTH, MAX_EVENT_BYTES, Parsed, Rejection, RoomBatch,
-        StickyBatch, parse_event, parse_sticky_batch,
+        StickyBatch, parse_event, parse_sliding_sync_response, parse_sticky_batch,
     },
     snapshot::{Snapshot, SnapshotError},
     time::Receipt,

@@ -20,7 +20,7 @@ mod depth;
 mod rejection;
 
 pub use self::{
-    batch::{BatchError, RoomBatch, StickyBatch, parse_sticky_batch},
+    batch::{BatchError, RoomBatch, StickyBatch, parse_sliding_sync_response, parse_sticky_batch},
     rejection::Rejection,
 };
 

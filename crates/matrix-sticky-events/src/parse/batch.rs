@@ -5,7 +5,7 @@ use super::{MAX_BATCH_BYTES, Parsed, Rejection, parse_event, read_object};
 use crate::{
     Receipt,
     wire::{
-        batch::{Defect, RawBatch},
+        batch::{Defect, RawBatch, RawExtensions, RawResponse},
         scalar,
     },
 };
@@ -113,6 +113,30 @@ pub fn parse_sticky_batch(line: &str, receipt: Receipt) -> Result<StickyBatch, R
         batch.rooms.push(RoomBatch { room_id, events });
     }
     Ok(batch)
+}
+
+/// Parse the sticky-events extension out of a whole simplified sliding sync response body
+/// (`{"pos": ..., "lists": ..., "extensions": {"org.matrix.msc4354.sticky_events": {...}}}`).
+///
+/// `Ok(None)` when the extension is absent, which is how the server says "nothing new": keep the
+/// previous `since`. The stable extension name is preferred when both are present. Otherwise as
+/// [`parse_sticky_batch`].
+pub fn parse_sliding_sync_response(
+    body: &str,
+    receipt: Receipt,
+) -> Result<Option<StickyBatch>, Rejection> {
+    let response: RawResponse<'_> = read_object(body)?;
+    let Some(extensions) = response.extensions else {
+        return Ok(None);
+    };
+    if !scalar::is_object(extensions) {
+        return Err(Rejection::NotAnObject);
+    }
+    let extensions: RawExtensions<'_> = read_object(extensions.get())?;
+    match extensions.sticky.or(extensions.sticky_unstable) {
+        None => Ok(None),
+        Some(extension) => parse_sticky_batch(extension.get(), receipt).map(Some),
+    }
 }
 
 /// A room key cut to [`MAX_REPORTED_KEY_BYTES`] at a character boundary.

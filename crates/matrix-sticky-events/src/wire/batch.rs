@@ -306,3 +306,110 @@ impl<'de: 'a, 'a> Visitor<'de> for EventsSeed<'_, 'a> {
     wrong_types!(|s: &Self| Defect::EventsNotArray(s.key.clone());
         visit_unit(), visit_bool(bool), visit_i64(i64), visit_u64(u64), visit_f64(f64), visit_str(&str));
 }
+
+enum ResponseField {
+    Extensions,
+    Other,
+}
+
+impl FieldSet for ResponseField {
+    fn from_name(name: &str) -> Self {
+        match name {
+            "extensions" => Self::Extensions,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// A whole simplified sliding sync response: only `extensions` matters here.
+#[derive(Debug, Default)]
+pub(crate) struct RawResponse<'a> {
+    pub(crate) extensions: Option<&'a RawValue>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawResponse<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ResponseVisitor<'a>(PhantomData<&'a ()>);
+
+        impl<'de: 'a, 'a> Visitor<'de> for ResponseVisitor<'a> {
+            type Value = RawResponse<'a>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a sliding sync response object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawResponse<'a>, A::Error> {
+                let mut response = RawResponse::default();
+                while let Some(Ident(field)) = map.next_key::<Ident<ResponseField>>()? {
+                    match field {
+                        ResponseField::Extensions => response.extensions = Some(map.next_value()?),
+                        ResponseField::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(response)
+            }
+        }
+
+        deserializer.deserialize_map(ResponseVisitor(PhantomData))
+    }
+}
+
+enum ExtensionField {
+    Sticky,
+    StickyUnstable,
+    Other,
+}
+
+impl FieldSet for ExtensionField {
+    fn from_name(name: &str) -> Self {
+        match name {
+            super::SSS_EXTENSION => Self::Sticky,
+            super::SSS_EXTENSION_UNSTABLE => Self::StickyUnstable,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// The `extensions` object of a sliding sync response.
+#[derive(Debug, Default)]
+pub(crate) struct RawExtensions<'a> {
+    pub(crate) sticky: Option<&'a RawValue>,
+    pub(crate) sticky_unstable: Option<&'a RawValue>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawExtensions<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ExtensionsVisitor<'a>(PhantomData<&'a ()>);
+
+        impl<'de: 'a, 'a> Visitor<'de> for ExtensionsVisitor<'a> {
+            type Value = RawExtensions<'a>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an extensions object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RawExtensions<'a>, A::Error> {
+                let mut extensions = RawExtensions::default();
+                while let Some(Ident(field)) = map.next_key::<Ident<ExtensionField>>()? {
+                    match field {
+                        ExtensionField::Sticky => extensions.sticky = Some(map.next_value()?),
+                        ExtensionField::StickyUnstable => {
+                            extensions.sticky_unstable = Some(map.next_value()?);
+                        }
+                        ExtensionField::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(extensions)
+            }
+        }
+
+        deserializer.deserialize_map(ExtensionsVisitor(PhantomData))
+    }
+}

@@ -1,1 +1,10 @@
 //! Integration tests of matrix-sticky-events.
+
+mod batch;
+mod fixtures;
+mod hostile;
+mod map;
+mod parse;
+mod props;
+mod snapshot;
+mod support;
