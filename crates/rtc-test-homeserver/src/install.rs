@@ -82,11 +82,11 @@ async fn install_if_missing(venv: PathBuf) -> Result<PathBuf, String> {
     }
     tracing::info!(venv = %venv.display(), "installing synapse {SYNAPSE_VERSION}");
     let started = Instant::now();
+    // Not killed when this future is dropped: an interrupted pip would leave a broken venv.
     let output = tokio::process::Command::new("bash")
         .arg(&script)
         .env(VENV_ENV_VAR, &venv)
         .stdin(Stdio::null())
-        .kill_on_drop(true)
         .output()
         .await
         .map_err(|e| format!("could not run {}: {e}", script.display()))?;
