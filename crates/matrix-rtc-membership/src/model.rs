@@ -87,12 +87,8 @@ struct Filters<'a> {
 impl Filters<'_> {
     /// `Ok` when the join counts now, else why it is hidden.
     fn check(&self, sender: &UserId, join: &Join) -> Result<(), LeftReason> {
-        if self.ignored.contains(sender) {
-            return Err(LeftReason::SenderIgnored);
-        }
-        if self.members.get(sender) != Some(&true) {
-            return Err(LeftReason::SenderLeftRoom);
-        }
+        // Rules about the event itself first, so that their diagnostic is reported even
+        // while the sender's membership is still unknown.
         if join.format.is_sticky() && self.encrypted && !join.encrypted {
             return Err(LeftReason::Rejected(
                 RejectReason::PlaintextJoinInEncryptedRoom,
@@ -100,6 +96,12 @@ impl Filters<'_> {
         }
         if join.format == MembershipFormat::Msc4143 && self.closed_slots.contains(&join.slot_id) {
             return Err(LeftReason::SlotClosed);
+        }
+        if self.ignored.contains(sender) {
+            return Err(LeftReason::SenderIgnored);
+        }
+        if self.members.get(sender) != Some(&true) {
+            return Err(LeftReason::SenderLeftRoom);
         }
         Ok(())
     }

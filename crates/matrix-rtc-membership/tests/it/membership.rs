@@ -1,6 +1,7 @@
 //! Tests of formats, validity and sessions.
 mod formats;
 mod hostile;
+mod pipeline;
 mod serialize;
 mod sessions;
 mod support;
