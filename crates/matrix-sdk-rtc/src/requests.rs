@@ -35,16 +35,16 @@ pub use self::{
     delayed::{DelayId, DelayedEventAction, DelayedEventInfo, DelayedEventsLimits},
     error::RequestError,
 };
-pub(crate) use self::{
-    error::{RequestContext, map_http_error},
-    sync::{SyncPage, SyncRequest},
-};
 use self::{
     delayed::{DelayedActionBodyEndpoint, DelayedActionEndpoint, DelayedListEndpoint},
     discovery::{CapabilitiesEndpoint, RtcTransportsEndpoint},
     endpoint::{Answer, Call, Endpoint},
     send::{SendEventEndpoint, SendStateEndpoint},
     sync::SlidingSyncEndpoint,
+};
+pub(crate) use self::{
+    error::{RequestContext, map_http_error},
+    sync::{SyncPage, SyncRequest},
 };
 
 /// Default time limit of one request (matrix-sdk's own default).
@@ -106,11 +106,17 @@ impl HomeserverApi {
     ) -> Result<OwnedEventId, RequestError> {
         let query = encode_query(&send::send_query(Some(sticky_duration), None))?;
         let call = Call::<SendEventEndpoint>::new(
-            vec![room_id.to_string(), event_type.to_owned(), txn_id.to_string()],
+            vec![
+                room_id.to_string(),
+                event_type.to_owned(),
+                txn_id.to_string(),
+            ],
             query,
             Some(content.to_owned()),
         );
-        let answer = self.call(call, RequestContext::Plain, self.request_timeout).await?;
+        let answer = self
+            .call(call, RequestContext::Plain, self.request_timeout)
+            .await?;
         send::sent_event_id(answer.body)
     }
 
@@ -130,11 +136,17 @@ impl HomeserverApi {
     ) -> Result<DelayId, RequestError> {
         let query = encode_query(&send::send_query(Some(sticky_duration), Some(delay)))?;
         let call = Call::<SendEventEndpoint>::new(
-            vec![room_id.to_string(), event_type.to_owned(), txn_id.to_string()],
+            vec![
+                room_id.to_string(),
+                event_type.to_owned(),
+                txn_id.to_string(),
+            ],
             query,
             Some(content.to_owned()),
         );
-        let answer = self.call(call, RequestContext::DelayedSend, self.request_timeout).await?;
+        let answer = self
+            .call(call, RequestContext::DelayedSend, self.request_timeout)
+            .await?;
         send::scheduled_delay_id(answer.body)
     }
 
@@ -148,11 +160,17 @@ impl HomeserverApi {
         content: &RawValue,
     ) -> Result<OwnedEventId, RequestError> {
         let call = Call::<SendStateEndpoint>::new(
-            vec![room_id.to_string(), event_type.to_owned(), state_key.to_owned()],
+            vec![
+                room_id.to_string(),
+                event_type.to_owned(),
+                state_key.to_owned(),
+            ],
             String::new(),
             Some(content.to_owned()),
         );
-        let answer = self.call(call, RequestContext::Plain, self.request_timeout).await?;
+        let answer = self
+            .call(call, RequestContext::Plain, self.request_timeout)
+            .await?;
         send::sent_event_id(answer.body)
     }
 
@@ -171,11 +189,17 @@ impl HomeserverApi {
     ) -> Result<DelayId, RequestError> {
         let query = encode_query(&send::send_query(None, Some(delay)))?;
         let call = Call::<SendStateEndpoint>::new(
-            vec![room_id.to_string(), event_type.to_owned(), state_key.to_owned()],
+            vec![
+                room_id.to_string(),
+                event_type.to_owned(),
+                state_key.to_owned(),
+            ],
             query,
             Some(content.to_owned()),
         );
-        let answer = self.call(call, RequestContext::DelayedSend, self.request_timeout).await?;
+        let answer = self
+            .call(call, RequestContext::DelayedSend, self.request_timeout)
+            .await?;
         send::scheduled_delay_id(answer.body)
     }
 
@@ -196,10 +220,17 @@ impl HomeserverApi {
         if first != Err(RequestError::Unrecognized) {
             return first;
         }
-        debug!(body_first, "delayed-event management form not recognised, trying the other one");
+        debug!(
+            body_first,
+            "delayed-event management form not recognised, trying the other one"
+        );
         let second = self.delayed_action(delay_id, action, !body_first).await;
-        if matches!(second, Ok(()) | Err(RequestError::NotFound | RequestError::Conflict)) {
-            self.management_body_form.store(!body_first, Ordering::Relaxed);
+        if matches!(
+            second,
+            Ok(()) | Err(RequestError::NotFound | RequestError::Conflict)
+        ) {
+            self.management_body_form
+                .store(!body_first, Ordering::Relaxed);
         }
         second
     }
@@ -211,20 +242,24 @@ impl HomeserverApi {
         body_form: bool,
     ) -> Result<(), RequestError> {
         if body_form {
-            let body = to_raw_json(&wire::DelayedActionBody { action: action.as_wire() })?;
+            let body = to_raw_json(&wire::DelayedActionBody {
+                action: action.as_wire(),
+            })?;
             let call = Call::<DelayedActionBodyEndpoint>::new(
                 vec![delay_id.as_str().to_owned()],
                 String::new(),
                 Some(body),
             );
-            self.call(call, RequestContext::Plain, self.request_timeout).await?;
+            self.call(call, RequestContext::Plain, self.request_timeout)
+                .await?;
         } else {
             let call = Call::<DelayedActionEndpoint>::new(
                 vec![delay_id.as_str().to_owned(), action.as_wire().to_owned()],
                 String::new(),
                 None,
             );
-            self.call(call, RequestContext::Plain, self.request_timeout).await?;
+            self.call(call, RequestContext::Plain, self.request_timeout)
+                .await?;
         }
         Ok(())
     }
@@ -233,7 +268,9 @@ impl HomeserverApi {
     /// `delay_id`, `room_id` or `type` are skipped.
     pub async fn delayed_events(&self) -> Result<Vec<DelayedEventInfo>, RequestError> {
         let call = Call::<DelayedListEndpoint>::new(Vec::new(), String::new(), None);
-        let answer = self.call(call, RequestContext::Plain, self.request_timeout).await?;
+        let answer = self
+            .call(call, RequestContext::Plain, self.request_timeout)
+            .await?;
         Ok(delayed::parse_delayed_list(answer.body))
     }
 
@@ -243,7 +280,9 @@ impl HomeserverApi {
     /// [`ServerFeatures`](crate::ServerFeatures) and read only limits here.
     pub async fn delayed_events_limits(&self) -> Result<DelayedEventsLimits, RequestError> {
         let call = Call::<CapabilitiesEndpoint>::new(Vec::new(), String::new(), None);
-        let answer = self.call(call, RequestContext::Plain, self.request_timeout).await?;
+        let answer = self
+            .call(call, RequestContext::Plain, self.request_timeout)
+            .await?;
         Ok(delayed::parse_limits(&answer.body))
     }
 
@@ -251,7 +290,9 @@ impl HomeserverApi {
     /// (`GET .../org.matrix.msc4143/rtc/transports`; empty when none are configured).
     pub async fn rtc_transports(&self) -> Result<Vec<Box<RawValue>>, RequestError> {
         let call = Call::<RtcTransportsEndpoint>::new(Vec::new(), String::new(), None);
-        let answer = self.call(call, RequestContext::Plain, self.request_timeout).await?;
+        let answer = self
+            .call(call, RequestContext::Plain, self.request_timeout)
+            .await?;
         Ok(discovery::transports(answer.body))
     }
 
@@ -262,12 +303,11 @@ impl HomeserverApi {
         request: SyncRequest<'_>,
         request_timeout: Duration,
     ) -> Result<SyncPage, RequestError> {
-        let call = Call::<SlidingSyncEndpoint>::new(
-            Vec::new(),
-            request.query()?,
-            Some(request.body()?),
-        );
-        let answer = self.call(call, RequestContext::SideSync, request_timeout).await?;
+        let call =
+            Call::<SlidingSyncEndpoint>::new(Vec::new(), request.query()?, Some(request.body()?));
+        let answer = self
+            .call(call, RequestContext::SideSync, request_timeout)
+            .await?;
         Ok(SyncPage::from_answer(answer))
     }
 
@@ -316,6 +356,9 @@ mod tests {
 
     #[test]
     fn query_encoding() {
-        assert_eq!(encode_query(&[("a", "1"), ("b.c", "x y")]).unwrap(), "a=1&b.c=x+y");
+        assert_eq!(
+            encode_query(&[("a", "1"), ("b.c", "x y")]).unwrap(),
+            "a=1&b.c=x+y"
+        );
     }
 }

@@ -91,7 +91,11 @@ impl ServerFeatures {
             .await
             .map_err(|error| map_http_error(&error, RequestContext::Plain))?;
         let features = Self::from_enabled_flags(
-            versions.unstable_features.iter().filter(|(_, on)| **on).map(|(flag, _)| flag.as_str()),
+            versions
+                .unstable_features
+                .iter()
+                .filter(|(_, on)| **on)
+                .map(|(flag, _)| flag.as_str()),
         );
         features.with_limits(client).await
     }
@@ -115,7 +119,9 @@ impl ServerFeatures {
 
     async fn with_limits(mut self, client: &Client) -> Result<Self, RequestError> {
         if self.delayed_events {
-            let limits = HomeserverApi::new(client.clone()).delayed_events_limits().await?;
+            let limits = HomeserverApi::new(client.clone())
+                .delayed_events_limits()
+                .await?;
             self.max_delay_ms = limits.max_delay_ms;
             self.max_scheduled = limits.max_scheduled;
         }

@@ -148,8 +148,15 @@ impl SideSync {
         mut sink: impl FnMut(SideSyncBatch) + Send,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), RequestError> {
-        let Self { api, conn_id, poll_timeout, page_limit, backoff_min, backoff_max, status } =
-            self;
+        let Self {
+            api,
+            conn_id,
+            poll_timeout,
+            page_limit,
+            backoff_min,
+            backoff_max,
+            status,
+        } = self;
         let mut shutdown = pin!(shutdown);
         let mut cursor = Cursor::new(page_limit, backoff_min, backoff_max);
         let poll_timeout_ms = millis(poll_timeout);
@@ -184,7 +191,9 @@ impl SideSync {
                 }
                 AfterError::Fail => {
                     warn!(%error, "side connection not served by the homeserver, stopping");
-                    status.set(SideSyncStatus::Failed { error: error.clone() });
+                    status.set(SideSyncStatus::Failed {
+                        error: error.clone(),
+                    });
                     return Err(error);
                 }
                 AfterError::BackOff(retry_in) => {

@@ -107,8 +107,14 @@ pub struct DelayedEventsLimits {
 
 /// Reads the entries of a list answer, skipping (and logging) the unusable ones.
 pub(crate) fn parse_delayed_list(response: DelayedListResponse) -> Vec<DelayedEventInfo> {
-    let entries = response.delayed_events.or(response.scheduled).unwrap_or_default();
-    entries.iter().filter_map(|raw| parse_delayed_entry(raw)).collect()
+    let entries = response
+        .delayed_events
+        .or(response.scheduled)
+        .unwrap_or_default();
+    entries
+        .iter()
+        .filter_map(|raw| parse_delayed_entry(raw))
+        .collect()
 }
 
 fn parse_delayed_entry(raw: &RawValue) -> Option<DelayedEventInfo> {
@@ -151,14 +157,21 @@ pub(crate) fn parse_limits(response: &wire::CapabilitiesResponse) -> DelayedEven
     let Some(raw) = response
         .capabilities
         .get(wire::DELAYED_EVENTS_CAPABILITY)
-        .or_else(|| response.capabilities.get(wire::DELAYED_EVENTS_CAPABILITY_STABLE))
+        .or_else(|| {
+            response
+                .capabilities
+                .get(wire::DELAYED_EVENTS_CAPABILITY_STABLE)
+        })
     else {
         return DelayedEventsLimits::default();
     };
     let capability: Value = serde_json::from_str(raw.get()).unwrap_or_default();
     let Some(capability) = capability.as_object() else {
         warn!("ignoring a delayed-events capability that is not an object");
-        return DelayedEventsLimits { advertised: true, ..DelayedEventsLimits::default() };
+        return DelayedEventsLimits {
+            advertised: true,
+            ..DelayedEventsLimits::default()
+        };
     };
     let limit = |field: &str| capability.get(field).and_then(Value::as_u64);
     DelayedEventsLimits {
@@ -240,9 +253,8 @@ mod tests {
 
     #[test]
     fn limits() {
-        let parse = |json: &str| {
-            parse_limits(&serde_json::from_str::<CapabilitiesResponse>(json).unwrap())
-        };
+        let parse =
+            |json: &str| parse_limits(&serde_json::from_str::<CapabilitiesResponse>(json).unwrap());
         assert_eq!(
             parse(
                 r#"{"capabilities":{"m.room_versions":{"weird":true},
@@ -256,12 +268,23 @@ mod tests {
         );
         assert_eq!(
             parse(r#"{"capabilities":{"m.delayed_events":{"max_delay_ms":5}}}"#),
-            DelayedEventsLimits { advertised: true, max_delay_ms: Some(5), max_scheduled: None }
+            DelayedEventsLimits {
+                advertised: true,
+                max_delay_ms: Some(5),
+                max_scheduled: None
+            }
         );
-        assert_eq!(parse(r#"{"capabilities":{}}"#), DelayedEventsLimits::default());
+        assert_eq!(
+            parse(r#"{"capabilities":{}}"#),
+            DelayedEventsLimits::default()
+        );
         assert_eq!(
             parse(r#"{"capabilities":{"org.matrix.msc4140.delayed_events":[1]}}"#),
-            DelayedEventsLimits { advertised: true, max_delay_ms: None, max_scheduled: None }
+            DelayedEventsLimits {
+                advertised: true,
+                max_delay_ms: None,
+                max_scheduled: None
+            }
         );
         assert_eq!(
             parse(r#"{"capabilities":{"org.matrix.msc4140.delayed_events":{"max_delay_ms":-1}}}"#)

@@ -31,7 +31,10 @@ mod tests {
             .unwrap(),
         );
         assert_eq!(list.len(), 2);
-        assert_eq!(list[0].get(), r#"{"type":"livekit","livekit_service_url":"https://lk"}"#);
+        assert_eq!(
+            list[0].get(),
+            r#"{"type":"livekit","livekit_service_url":"https://lk"}"#
+        );
         assert!(transports(serde_json::from_str("{}").unwrap()).is_empty());
     }
 }

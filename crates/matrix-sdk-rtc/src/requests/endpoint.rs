@@ -52,7 +52,12 @@ impl<E: Endpoint> Call<E> {
     /// A request with these path arguments, an already encoded query string (may be empty) and
     /// an optional JSON body (`{}` is sent for non-`GET` requests without one).
     pub(crate) fn new(path_args: Vec<String>, query: String, body: Option<Box<RawValue>>) -> Self {
-        Self { path_args, query, body, endpoint: PhantomData }
+        Self {
+            path_args,
+            query,
+            body,
+            endpoint: PhantomData,
+        }
     }
 }
 
@@ -71,7 +76,10 @@ impl<E: Endpoint> fmt::Debug for Call<E> {
     // Path arguments can hold a delay id (a bearer secret) and bodies hold event content:
     // show the template only.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Call").field("method", &E::METHOD).field("path", &E::PATH.path()).finish()
+        f.debug_struct("Call")
+            .field("method", &E::METHOD)
+            .field("path", &E::PATH.path())
+            .finish()
     }
 }
 
@@ -93,8 +101,11 @@ impl<E: Endpoint> OutgoingRequest for Call<E> {
         access_token: SendAccessToken<'_>,
         (): (),
     ) -> Result<http::Request<T>, IntoHttpError> {
-        let path_args: Vec<&dyn fmt::Display> =
-            self.path_args.iter().map(|arg| arg as &dyn fmt::Display).collect();
+        let path_args: Vec<&dyn fmt::Display> = self
+            .path_args
+            .iter()
+            .map(|arg| arg as &dyn fmt::Display)
+            .collect();
         let url = Self::make_endpoint_url((), base_url, &path_args, &self.query)?;
 
         let body = match &self.body {
@@ -139,7 +150,11 @@ impl<A: DeserializeOwned> IncomingResponse for Answer<A> {
             return Err(FromHttpResponseError::Server(endpoint_error(response)));
         }
         let body = serde_json::from_slice(response.body().as_ref())?;
-        Ok(Self { body, received_at, received_wall_ms })
+        Ok(Self {
+            body,
+            received_at,
+            received_wall_ms,
+        })
     }
 }
 
@@ -156,7 +171,9 @@ pub(crate) fn wall_clock_ms() -> u64 {
 pub(crate) fn endpoint_error<T: AsRef<[u8]>>(response: http::Response<T>) -> ApiError {
     if let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(response.body().as_ref())
         && object.get(wire::FIELD_ERRCODE).and_then(Value::as_str) == Some(wire::ERRCODE_UNKNOWN)
-        && object.keys().any(|key| key != wire::FIELD_ERRCODE && key != wire::FIELD_ERROR)
+        && object
+            .keys()
+            .any(|key| key != wire::FIELD_ERRCODE && key != wire::FIELD_ERROR)
     {
         return ErrorBody::Json(Value::Object(object)).into_error(response.status());
     }
@@ -209,12 +226,20 @@ mod tests {
     fn builds_put_with_encoded_path_query_body_and_token() {
         let body = to_raw_value(&serde_json::json!({"a": 1})).unwrap();
         let call = Call::<TestSend>::new(
-            vec!["!room:x".to_owned(), "m.type".to_owned(), "t/1 2".to_owned()],
+            vec![
+                "!room:x".to_owned(),
+                "m.type".to_owned(),
+                "t/1 2".to_owned(),
+            ],
             "org.matrix.msc4354.sticky_duration_ms=5".to_owned(),
             Some(body),
         );
         let request: http::Request<Vec<u8>> = call
-            .try_into_http_request("https://hs.example/", SendAccessToken::IfRequired("tok"), ())
+            .try_into_http_request(
+                "https://hs.example/",
+                SendAccessToken::IfRequired("tok"),
+                (),
+            )
             .unwrap();
         assert_eq!(request.method(), http::Method::PUT);
         assert_eq!(
@@ -230,15 +255,23 @@ mod tests {
     #[test]
     fn get_has_empty_body_and_put_without_body_sends_empty_object() {
         let call = Call::<TestGet>::new(vec![], String::new(), None);
-        let request: http::Request<Vec<u8>> =
-            call.try_into_http_request("http://h", SendAccessToken::IfRequired("t"), ()).unwrap();
+        let request: http::Request<Vec<u8>> = call
+            .try_into_http_request("http://h", SendAccessToken::IfRequired("t"), ())
+            .unwrap();
         assert!(request.body().is_empty());
-        assert_eq!(request.uri().to_string(), "http://h/_matrix/client/v3/capabilities");
+        assert_eq!(
+            request.uri().to_string(),
+            "http://h/_matrix/client/v3/capabilities"
+        );
 
-        let call =
-            Call::<TestSend>::new(vec!["r".into(), "t".into(), "x".into()], String::new(), None);
-        let request: http::Request<Vec<u8>> =
-            call.try_into_http_request("http://h", SendAccessToken::IfRequired("t"), ()).unwrap();
+        let call = Call::<TestSend>::new(
+            vec!["r".into(), "t".into(), "x".into()],
+            String::new(),
+            None,
+        );
+        let request: http::Request<Vec<u8>> = call
+            .try_into_http_request("http://h", SendAccessToken::IfRequired("t"), ())
+            .unwrap();
         assert_eq!(request.body(), b"{}");
     }
 
@@ -258,7 +291,10 @@ mod tests {
 
     #[test]
     fn parses_success_and_errors() {
-        let ok = http::Response::builder().status(200).body(br#"{"event_id":"$e"}"#).unwrap();
+        let ok = http::Response::builder()
+            .status(200)
+            .body(br#"{"event_id":"$e"}"#)
+            .unwrap();
         let answer = Answer::<SendResponse>::try_from_http_response(ok).unwrap();
         assert_eq!(answer.body.event_id.as_deref(), Some("$e"));
 

@@ -153,7 +153,10 @@ pub(crate) fn map_http_error(error: &HttpError, context: RequestContext) -> Requ
             } else {
                 "request failed"
             };
-            RequestError::Network { timed_out, message: message.to_owned() }
+            RequestError::Network {
+                timed_out,
+                message: message.to_owned(),
+            }
         }
         HttpError::Cached(inner) => map_http_error(inner, context),
         HttpError::Api(api) => match api.as_ref() {
@@ -221,11 +224,21 @@ impl<'a> ErrorParts<'a> {
                     retry_after: None,
                 }
             }
-            ErrorBody::NotJson { .. } => {
-                Self { status, errcode: None, message: "", extra: None, retry_after: None }
-            }
+            ErrorBody::NotJson { .. } => Self {
+                status,
+                errcode: None,
+                message: "",
+                extra: None,
+                retry_after: None,
+            },
             #[allow(unreachable_patterns)] // future ruma versions
-            _ => Self { status, errcode: None, message: "", extra: None, retry_after: None },
+            _ => Self {
+                status,
+                errcode: None,
+                message: "",
+                extra: None,
+                retry_after: None,
+            },
         }
     }
 
@@ -250,13 +263,14 @@ fn map_api_error(error: &ApiError, context: RequestContext) -> RequestError {
             Some(RetryAfter::DateTime(at)) => {
                 Some(at.duration_since(SystemTime::now()).unwrap_or_default())
             }
-            _ => parts.extra_u64(wire::FIELD_RETRY_AFTER_MS).map(Duration::from_millis),
+            _ => parts
+                .extra_u64(wire::FIELD_RETRY_AFTER_MS)
+                .map(Duration::from_millis),
         };
         return RequestError::RateLimited { retry_after };
     }
 
-    if errcode == Some("M_UNRECOGNIZED")
-        || (errcode.is_none() && matches!(parts.status, 404 | 405))
+    if errcode == Some("M_UNRECOGNIZED") || (errcode.is_none() && matches!(parts.status, 404 | 405))
     {
         // A Matrix server always names its errors; a bare 404/405 comes from a proxy in front
         // of a server that does not route this path.
@@ -268,7 +282,9 @@ fn map_api_error(error: &ApiError, context: RequestContext) -> RequestError {
     }
 
     if errcode == Some(wire::ERRCODE_DELAY_TOO_LARGE) {
-        return RequestError::DelayTooLarge { max_delay_ms: max_from_message(parts.message) };
+        return RequestError::DelayTooLarge {
+            max_delay_ms: max_from_message(parts.message),
+        };
     }
     if errcode == Some(wire::ERRCODE_MAX_DELAY_EXCEEDED) {
         return RequestError::DelayTooLarge {
@@ -299,9 +315,13 @@ fn map_api_error(error: &ApiError, context: RequestContext) -> RequestError {
         // The newest MSC text answers a too-long delay with a plain 403.
         if context == RequestContext::DelayedSend
             && message.contains("delay")
-            && ["maximum", "exceed", "too large", "too long"].iter().any(|w| message.contains(w))
+            && ["maximum", "exceed", "too large", "too long"]
+                .iter()
+                .any(|w| message.contains(w))
         {
-            return RequestError::DelayTooLarge { max_delay_ms: max_from_message(parts.message) };
+            return RequestError::DelayTooLarge {
+                max_delay_ms: max_from_message(parts.message),
+            };
         }
     }
 
@@ -371,23 +391,34 @@ mod tests {
             builder = builder.header(*name, *value);
         }
         let response = builder.body(body.as_bytes().to_vec()).unwrap();
-        HttpError::from(FromHttpResponseError::<ApiError>::Server(endpoint_error(response)))
-    }
-
-    /// The same through ruma's own error parsing (what typed ruma requests give).
-    fn ruma_error_for(status: u16, body: &str) -> HttpError {
-        let response = http::Response::builder().status(status).body(body.as_bytes()).unwrap();
-        HttpError::from(FromHttpResponseError::<ApiError>::Server(ApiError::from_http_response(
+        HttpError::from(FromHttpResponseError::<ApiError>::Server(endpoint_error(
             response,
         )))
     }
 
+    /// The same through ruma's own error parsing (what typed ruma requests give).
+    fn ruma_error_for(status: u16, body: &str) -> HttpError {
+        let response = http::Response::builder()
+            .status(status)
+            .body(body.as_bytes())
+            .unwrap();
+        HttpError::from(FromHttpResponseError::<ApiError>::Server(
+            ApiError::from_http_response(response),
+        ))
+    }
+
     fn map(status: u16, body: serde_json::Value) -> RequestError {
-        map_http_error(&error_for(status, &[], &body.to_string()), RequestContext::Plain)
+        map_http_error(
+            &error_for(status, &[], &body.to_string()),
+            RequestContext::Plain,
+        )
     }
 
     fn map_delayed(status: u16, body: serde_json::Value) -> RequestError {
-        map_http_error(&error_for(status, &[], &body.to_string()), RequestContext::DelayedSend)
+        map_http_error(
+            &error_for(status, &[], &body.to_string()),
+            RequestContext::DelayedSend,
+        )
     }
 
     #[test]
@@ -398,7 +429,10 @@ mod tests {
 
     #[test]
     fn conflict_any_errcode() {
-        assert_eq!(map(409, json!({"errcode": "M_UNKNOWN", "error": "x"})), RequestError::Conflict);
+        assert_eq!(
+            map(409, json!({"errcode": "M_UNKNOWN", "error": "x"})),
+            RequestError::Conflict
+        );
     }
 
     #[test]
@@ -412,10 +446,13 @@ mod tests {
 
     #[test]
     fn rate_limited_body() {
-        let body = json!({"errcode": "M_LIMIT_EXCEEDED", "error": "Too many", "retry_after_ms": 1500});
+        let body =
+            json!({"errcode": "M_LIMIT_EXCEEDED", "error": "Too many", "retry_after_ms": 1500});
         assert_eq!(
             map(429, body),
-            RequestError::RateLimited { retry_after: Some(Duration::from_millis(1500)) }
+            RequestError::RateLimited {
+                retry_after: Some(Duration::from_millis(1500))
+            }
         );
     }
 
@@ -425,7 +462,9 @@ mod tests {
         let error = error_for(429, &[("retry-after", "7")], &body.to_string());
         assert_eq!(
             map_http_error(&error, RequestContext::Plain),
-            RequestError::RateLimited { retry_after: Some(Duration::from_secs(7)) }
+            RequestError::RateLimited {
+                retry_after: Some(Duration::from_secs(7))
+            }
         );
     }
 
@@ -447,14 +486,21 @@ mod tests {
         });
         assert_eq!(
             map_delayed(400, body),
-            RequestError::DelayTooLarge { max_delay_ms: Some(86_400_000) }
+            RequestError::DelayTooLarge {
+                max_delay_ms: Some(86_400_000)
+            }
         );
     }
 
     #[test]
     fn delay_too_large_max_delay_exceeded() {
         let body = json!({"errcode": "M_MAX_DELAY_EXCEEDED", "error": "x", "max_delay": 1000});
-        assert_eq!(map_delayed(400, body), RequestError::DelayTooLarge { max_delay_ms: Some(1000) });
+        assert_eq!(
+            map_delayed(400, body),
+            RequestError::DelayTooLarge {
+                max_delay_ms: Some(1000)
+            }
+        );
     }
 
     #[test]
@@ -465,24 +511,37 @@ mod tests {
             "org.matrix.msc4140.errcode": "M_MAX_DELAY_EXCEEDED",
             "org.matrix.msc4140.max_delay": 2000
         });
-        assert_eq!(map_delayed(400, body), RequestError::DelayTooLarge { max_delay_ms: Some(2000) });
+        assert_eq!(
+            map_delayed(400, body),
+            RequestError::DelayTooLarge {
+                max_delay_ms: Some(2000)
+            }
+        );
     }
 
     #[test]
     fn delay_too_large_forbidden_only_on_delayed_sends() {
-        let body = json!({"errcode": "M_FORBIDDEN", "error": "Delay exceeds the maximum of 5000ms"});
+        let body =
+            json!({"errcode": "M_FORBIDDEN", "error": "Delay exceeds the maximum of 5000ms"});
         assert_eq!(
             map_delayed(403, body.clone()),
-            RequestError::DelayTooLarge { max_delay_ms: Some(5000) }
+            RequestError::DelayTooLarge {
+                max_delay_ms: Some(5000)
+            }
         );
-        assert!(matches!(map(403, body), RequestError::Http { status: 403, .. }));
+        assert!(matches!(
+            map(403, body),
+            RequestError::Http { status: 403, .. }
+        ));
     }
 
     #[test]
     fn delayed_events_disallowed() {
-        let body =
-            json!({"errcode": "M_FORBIDDEN", "error": "Sending delayed events has been disallowed"});
-        assert_eq!(map_delayed(403, body), RequestError::DelayedEventsDisallowed);
+        let body = json!({"errcode": "M_FORBIDDEN", "error": "Sending delayed events has been disallowed"});
+        assert_eq!(
+            map_delayed(403, body),
+            RequestError::DelayedEventsDisallowed
+        );
     }
 
     #[test]
@@ -503,7 +562,10 @@ mod tests {
             json!({"errcode": "M_UNKNOWN", "error": "Invalid stream token"}),
         ] {
             let error = error_for(400, &[], &body.to_string());
-            assert_eq!(map_http_error(&error, RequestContext::SideSync), RequestError::UnknownPos);
+            assert_eq!(
+                map_http_error(&error, RequestContext::SideSync),
+                RequestError::UnknownPos
+            );
             assert!(matches!(
                 map_http_error(&error, RequestContext::Plain),
                 RequestError::Http { status: 400, .. }
@@ -535,22 +597,40 @@ mod tests {
         );
         let body = json!({"errcode": "M_LIMIT_EXCEEDED", "error": "x", "retry_after_ms": 10});
         assert_eq!(
-            map_http_error(&ruma_error_for(429, &body.to_string()), RequestContext::Plain),
-            RequestError::RateLimited { retry_after: Some(Duration::from_millis(10)) }
+            map_http_error(
+                &ruma_error_for(429, &body.to_string()),
+                RequestContext::Plain
+            ),
+            RequestError::RateLimited {
+                retry_after: Some(Duration::from_millis(10))
+            }
         );
     }
 
     #[test]
     fn cached_errors_are_unwrapped() {
-        let inner = error_for(404, &[], &json!({"errcode": "M_NOT_FOUND", "error": ""}).to_string());
+        let inner = error_for(
+            404,
+            &[],
+            &json!({"errcode": "M_NOT_FOUND", "error": ""}).to_string(),
+        );
         let error = HttpError::Cached(std::sync::Arc::new(inner));
-        assert_eq!(map_http_error(&error, RequestContext::Plain), RequestError::NotFound);
+        assert_eq!(
+            map_http_error(&error, RequestContext::Plain),
+            RequestError::NotFound
+        );
     }
 
     #[test]
     fn max_parsing() {
-        assert_eq!(max_from_message("exceeds the allowed maximum (86400000ms)"), Some(86_400_000));
-        assert_eq!(max_from_message("The requested delay (5ms) exceeds max 10"), Some(10));
+        assert_eq!(
+            max_from_message("exceeds the allowed maximum (86400000ms)"),
+            Some(86_400_000)
+        );
+        assert_eq!(
+            max_from_message("The requested delay (5ms) exceeds max 10"),
+            Some(10)
+        );
         assert_eq!(max_from_message("too large"), None);
         assert_eq!(max_from_message("maximum 99999999999999999999999"), None);
     }

@@ -39,7 +39,9 @@ pub(crate) fn send_query(
 /// Reads the answer to a send without delay: the event id.
 pub(crate) fn sent_event_id(response: SendResponse) -> Result<OwnedEventId, RequestError> {
     let Some(event_id) = response.event_id else {
-        return Err(RequestError::InvalidResponse("send answer without event_id".to_owned()));
+        return Err(RequestError::InvalidResponse(
+            "send answer without event_id".to_owned(),
+        ));
     };
     parse_event_id(&event_id)
 }
@@ -48,11 +50,20 @@ pub(crate) fn sent_event_id(response: SendResponse) -> Result<OwnedEventId, Requ
 /// server sent the event at once.
 pub(crate) fn scheduled_delay_id(response: SendResponse) -> Result<DelayId, RequestError> {
     match response {
-        SendResponse { delay_id: Some(delay_id), .. } => Ok(DelayId::new(delay_id)),
-        SendResponse { delay_id: None, event_id: Some(event_id) } => {
-            Err(RequestError::DelayIgnored { event_id: parse_event_id(&event_id)? })
-        }
-        SendResponse { delay_id: None, event_id: None } => Err(RequestError::InvalidResponse(
+        SendResponse {
+            delay_id: Some(delay_id),
+            ..
+        } => Ok(DelayId::new(delay_id)),
+        SendResponse {
+            delay_id: None,
+            event_id: Some(event_id),
+        } => Err(RequestError::DelayIgnored {
+            event_id: parse_event_id(&event_id)?,
+        }),
+        SendResponse {
+            delay_id: None,
+            event_id: None,
+        } => Err(RequestError::InvalidResponse(
             "delayed send answer without delay_id".to_owned(),
         )),
     }
@@ -78,27 +89,46 @@ mod tests {
     fn query_parameters() {
         assert!(send_query(None, None).is_empty());
         assert_eq!(
-            send_query(Some(Duration::from_secs(3600)), Some(Duration::from_millis(8000))),
+            send_query(
+                Some(Duration::from_secs(3600)),
+                Some(Duration::from_millis(8000))
+            ),
             vec![
                 ("org.matrix.msc4140.delay", "8000".to_owned()),
-                ("org.matrix.msc4354.sticky_duration_ms", "3600000".to_owned()),
+                (
+                    "org.matrix.msc4354.sticky_duration_ms",
+                    "3600000".to_owned()
+                ),
             ]
         );
     }
 
     #[test]
     fn event_id_answer() {
-        assert_eq!(sent_event_id(response(r#"{"event_id":"$abc"}"#)).unwrap().as_str(), "$abc");
+        assert_eq!(
+            sent_event_id(response(r#"{"event_id":"$abc"}"#))
+                .unwrap()
+                .as_str(),
+            "$abc"
+        );
         assert!(matches!(
             sent_event_id(response(r#"{"event_id":"no-sigil"}"#)),
             Err(RequestError::InvalidResponse(_))
         ));
-        assert!(matches!(sent_event_id(response("{}")), Err(RequestError::InvalidResponse(_))));
+        assert!(matches!(
+            sent_event_id(response("{}")),
+            Err(RequestError::InvalidResponse(_))
+        ));
     }
 
     #[test]
     fn delay_id_answer() {
-        assert_eq!(scheduled_delay_id(response(r#"{"delay_id":"syd_x"}"#)).unwrap().as_str(), "syd_x");
+        assert_eq!(
+            scheduled_delay_id(response(r#"{"delay_id":"syd_x"}"#))
+                .unwrap()
+                .as_str(),
+            "syd_x"
+        );
     }
 
     #[test]

@@ -54,7 +54,11 @@ impl SyncRequest<'_> {
             conn_id: self.conn_id,
             lists: BTreeMap::from([(
                 wire::SIDE_LIST_NAME,
-                wire::SlidingSyncList { ranges: [[0, 0]], timeline_limit: 0, required_state: [] },
+                wire::SlidingSyncList {
+                    ranges: [[0, 0]],
+                    timeline_limit: 0,
+                    required_state: [],
+                },
             )]),
             extensions: wire::SlidingSyncExtensions {
                 sticky_events: wire::StickyExtensionRequest {
@@ -88,7 +92,11 @@ pub(crate) struct SyncPage {
 impl SyncPage {
     /// Reads our extension out of an answer.
     pub(crate) fn from_answer(answer: Answer<SlidingSyncResponse>) -> Self {
-        let Answer { body, received_at, received_wall_ms } = answer;
+        let Answer {
+            body,
+            received_at,
+            received_wall_ms,
+        } = answer;
         let mut page = Self {
             pos: body.pos,
             next_batch: None,
@@ -99,7 +107,9 @@ impl SyncPage {
         };
         if let Some(raw) = body.extensions {
             match serde_json::from_str::<SlidingSyncResponseExtensions>(raw.get()) {
-                Ok(SlidingSyncResponseExtensions { sticky_events: Some(raw) }) => {
+                Ok(SlidingSyncResponseExtensions {
+                    sticky_events: Some(raw),
+                }) => {
                     page.read_extension(&raw);
                 }
                 Ok(_) => {}
@@ -156,7 +166,11 @@ mod tests {
 
     fn page(json: &str) -> SyncPage {
         let body: SlidingSyncResponse = serde_json::from_str(json).unwrap();
-        SyncPage::from_answer(Answer { body, received_at: Instant::now(), received_wall_ms: 7 })
+        SyncPage::from_answer(Answer {
+            body,
+            received_at: Instant::now(),
+            received_wall_ms: 7,
+        })
     }
 
     #[test]
@@ -168,22 +182,47 @@ mod tests {
             limit: 100,
             timeout_ms: 30_000,
         };
-        assert_eq!(request.query().unwrap(), "timeout=30000&set_presence=offline&pos=1%2Fs8_1+%26x");
-        let fresh = SyncRequest { pos: None, timeout_ms: 0, ..request };
+        assert_eq!(
+            request.query().unwrap(),
+            "timeout=30000&set_presence=offline&pos=1%2Fs8_1+%26x"
+        );
+        let fresh = SyncRequest {
+            pos: None,
+            timeout_ms: 0,
+            ..request
+        };
         assert_eq!(fresh.query().unwrap(), "timeout=0&set_presence=offline");
     }
 
     #[test]
     fn body_carries_since_only_when_known() {
-        let request =
-            SyncRequest { conn_id: "c", pos: None, since: Some("sticky_2"), limit: 5, timeout_ms: 0 };
+        let request = SyncRequest {
+            conn_id: "c",
+            pos: None,
+            since: Some("sticky_2"),
+            limit: 5,
+            timeout_ms: 0,
+        };
         let body: serde_json::Value = serde_json::from_str(request.body().unwrap().get()).unwrap();
-        assert_eq!(body["extensions"]["org.matrix.msc4354.sticky_events"]["since"], "sticky_2");
-        assert_eq!(body["extensions"]["org.matrix.msc4354.sticky_events"]["limit"], 5);
+        assert_eq!(
+            body["extensions"]["org.matrix.msc4354.sticky_events"]["since"],
+            "sticky_2"
+        );
+        assert_eq!(
+            body["extensions"]["org.matrix.msc4354.sticky_events"]["limit"],
+            5
+        );
         assert_eq!(body["extensions"].as_object().unwrap().len(), 1);
-        let request = SyncRequest { since: None, ..request };
+        let request = SyncRequest {
+            since: None,
+            ..request
+        };
         let body: serde_json::Value = serde_json::from_str(request.body().unwrap().get()).unwrap();
-        assert!(body["extensions"]["org.matrix.msc4354.sticky_events"].get("since").is_none());
+        assert!(
+            body["extensions"]["org.matrix.msc4354.sticky_events"]
+                .get("since")
+                .is_none()
+        );
     }
 
     #[test]

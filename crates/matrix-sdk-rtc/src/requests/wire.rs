@@ -273,7 +273,11 @@ mod tests {
             conn_id: "rtc-sticky",
             lists: BTreeMap::from([(
                 SIDE_LIST_NAME,
-                SlidingSyncList { ranges: [[0, 0]], timeline_limit: 0, required_state: [] },
+                SlidingSyncList {
+                    ranges: [[0, 0]],
+                    timeline_limit: 0,
+                    required_state: [],
+                },
             )]),
             extensions: SlidingSyncExtensions {
                 sticky_events: StickyExtensionRequest {
@@ -296,7 +300,11 @@ mod tests {
 
     #[test]
     fn side_sync_body_omits_since_at_start() {
-        let ext = StickyExtensionRequest { enabled: true, limit: 100, since: None };
+        let ext = StickyExtensionRequest {
+            enabled: true,
+            limit: 100,
+            since: None,
+        };
         assert_eq!(
             serde_json::to_value(&ext).unwrap(),
             serde_json::json!({ "enabled": true, "limit": 100 })
@@ -315,7 +323,10 @@ mod tests {
     #[test]
     fn action_body_shape() {
         assert_eq!(
-            serde_json::to_string(&DelayedActionBody { action: ACTION_RESTART }).unwrap(),
+            serde_json::to_string(&DelayedActionBody {
+                action: ACTION_RESTART
+            })
+            .unwrap(),
             r#"{"action":"restart"}"#
         );
     }

@@ -83,10 +83,15 @@ impl Cursor {
         // return the same page, so then take it as the end.
         let caught_up = !(full && advanced);
         if full && !advanced {
-            tracing::warn!("full sticky-events page without a new next_batch: treating as caught up");
+            tracing::warn!(
+                "full sticky-events page without a new next_batch: treating as caught up"
+            );
         }
         self.polling = caught_up;
-        PageFlags { caught_up, restarted: std::mem::take(&mut self.restart_pending) }
+        PageFlags {
+            caught_up,
+            restarted: std::mem::take(&mut self.restart_pending),
+        }
     }
 
     /// Takes in a failure and says what to do next.
@@ -125,7 +130,9 @@ impl Cursor {
     /// `backoff_min` doubled per failure after the first, capped at `backoff_max`.
     fn backoff(&self) -> Duration {
         let doublings = self.failures.saturating_sub(1).min(20);
-        self.backoff_min.saturating_mul(1 << doublings).min(self.backoff_max)
+        self.backoff_min
+            .saturating_mul(1 << doublings)
+            .min(self.backoff_max)
     }
 }
 
@@ -142,8 +149,9 @@ mod tests {
     const MAX: Duration = Duration::from_secs(30);
 
     fn page(pos: &str, next_batch: Option<&str>, event_count: usize) -> SyncPage {
-        let events =
-            (0..event_count).map(|_| serde_json::value::to_raw_value(&1).unwrap()).collect();
+        let events = (0..event_count)
+            .map(|_| serde_json::value::to_raw_value(&1).unwrap())
+            .collect();
         SyncPage {
             pos: pos.to_owned(),
             next_batch: next_batch.map(str::to_owned),
@@ -158,21 +166,36 @@ mod tests {
     fn starts_fresh_and_pages_at_once() {
         let cursor = Cursor::new(2, MIN, MAX);
         let request = cursor.request("c", 30_000);
-        assert_eq!((request.pos, request.since, request.timeout_ms), (None, None, 0));
+        assert_eq!(
+            (request.pos, request.since, request.timeout_ms),
+            (None, None, 0)
+        );
     }
 
     #[test]
     fn pages_while_full_then_long_polls() {
         let mut cursor = Cursor::new(2, MIN, MAX);
         let flags = cursor.handle_page(&page("p1", Some("s1"), 2));
-        assert_eq!(flags, PageFlags { caught_up: false, restarted: false });
+        assert_eq!(
+            flags,
+            PageFlags {
+                caught_up: false,
+                restarted: false
+            }
+        );
         let request = cursor.request("c", 30_000);
-        assert_eq!((request.pos, request.since, request.timeout_ms), (Some("p1"), Some("s1"), 0));
+        assert_eq!(
+            (request.pos, request.since, request.timeout_ms),
+            (Some("p1"), Some("s1"), 0)
+        );
 
         let flags = cursor.handle_page(&page("p2", Some("s2"), 1));
         assert!(flags.caught_up);
         let request = cursor.request("c", 30_000);
-        assert_eq!((request.pos, request.since, request.timeout_ms), (Some("p2"), Some("s2"), 30_000));
+        assert_eq!(
+            (request.pos, request.since, request.timeout_ms),
+            (Some("p2"), Some("s2"), 30_000)
+        );
     }
 
     #[test]
@@ -196,9 +219,15 @@ mod tests {
     fn unknown_pos_restarts_and_flags_the_next_batch_once() {
         let mut cursor = Cursor::new(100, MIN, MAX);
         cursor.handle_page(&page("p1", Some("s1"), 0));
-        assert_eq!(cursor.handle_error(&RequestError::UnknownPos), AfterError::Restart);
+        assert_eq!(
+            cursor.handle_error(&RequestError::UnknownPos),
+            AfterError::Restart
+        );
         let request = cursor.request("c", 30_000);
-        assert_eq!((request.pos, request.since, request.timeout_ms), (None, None, 0));
+        assert_eq!(
+            (request.pos, request.since, request.timeout_ms),
+            (None, None, 0)
+        );
         assert!(cursor.handle_page(&page("p9", Some("s9"), 0)).restarted);
         assert!(!cursor.handle_page(&page("p10", None, 0)).restarted);
     }
@@ -208,7 +237,10 @@ mod tests {
         let mut cursor = Cursor::new(100, MIN, MAX);
         cursor.handle_page(&page("p1", Some("s1"), 0));
         cursor.handle_error(&RequestError::UnknownPos);
-        let network = RequestError::Network { timed_out: true, message: String::new() };
+        let network = RequestError::Network {
+            timed_out: true,
+            message: String::new(),
+        };
         assert_eq!(cursor.handle_error(&network), AfterError::BackOff(MIN));
         assert!(cursor.handle_page(&page("p2", None, 0)).restarted);
     }
@@ -216,13 +248,19 @@ mod tests {
     #[test]
     fn unknown_pos_on_a_fresh_connection_backs_off() {
         let mut cursor = Cursor::new(100, MIN, MAX);
-        assert_eq!(cursor.handle_error(&RequestError::UnknownPos), AfterError::BackOff(MIN));
+        assert_eq!(
+            cursor.handle_error(&RequestError::UnknownPos),
+            AfterError::BackOff(MIN)
+        );
     }
 
     #[test]
     fn backoff_doubles_caps_and_resets() {
         let mut cursor = Cursor::new(100, MIN, MAX);
-        let error = RequestError::Network { timed_out: false, message: String::new() };
+        let error = RequestError::Network {
+            timed_out: false,
+            message: String::new(),
+        };
         let waits: Vec<_> = (0..9).map(|_| cursor.handle_error(&error)).collect();
         let expected: Vec<_> = [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]
             .into_iter()
@@ -242,15 +280,28 @@ mod tests {
     #[test]
     fn rate_limit_wait_is_honoured_and_bounded() {
         let mut cursor = Cursor::new(100, MIN, MAX);
-        let limited = RequestError::RateLimited { retry_after: Some(Duration::from_secs(7)) };
-        assert_eq!(cursor.handle_error(&limited), AfterError::BackOff(Duration::from_secs(7)));
-        let huge = RequestError::RateLimited { retry_after: Some(Duration::from_secs(99_999)) };
-        assert_eq!(cursor.handle_error(&huge), AfterError::BackOff(Duration::from_secs(300)));
+        let limited = RequestError::RateLimited {
+            retry_after: Some(Duration::from_secs(7)),
+        };
+        assert_eq!(
+            cursor.handle_error(&limited),
+            AfterError::BackOff(Duration::from_secs(7))
+        );
+        let huge = RequestError::RateLimited {
+            retry_after: Some(Duration::from_secs(99_999)),
+        };
+        assert_eq!(
+            cursor.handle_error(&huge),
+            AfterError::BackOff(Duration::from_secs(300))
+        );
     }
 
     #[test]
     fn unrecognized_fails() {
         let mut cursor = Cursor::new(100, MIN, MAX);
-        assert_eq!(cursor.handle_error(&RequestError::Unrecognized), AfterError::Fail);
+        assert_eq!(
+            cursor.handle_error(&RequestError::Unrecognized),
+            AfterError::Fail
+        );
     }
 }
