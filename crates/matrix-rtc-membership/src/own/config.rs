@@ -27,7 +27,10 @@ const MIN_NO_SWITCH_STICKY_DURATION_MS: u64 = 300_000;
 /// rate limited) before the server fires, which is what stops "flapping" between leave and
 /// re-join on a shaky network. With [`enforce_delay_margin`](Self::enforce_delay_margin) on (the
 /// default), the machine lowers `R` to `D / 3` whenever the effective delay (after clamping to the
-/// server maximum) would break that rule.
+/// server maximum) would break that rule. Keep the round-trip time well below `R` as well: the
+/// machine has at most one restart in flight, and it reports
+/// [`OwnStatus::ProbablyLeft`](crate::OwnStatus::ProbablyLeft) when no restart could be confirmed
+/// before the earliest instant the server may fire.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnMembershipConfig {
     /// Delay `D` of our delayed leave (the dead-man switch): how long after our last successful
@@ -121,7 +124,7 @@ impl OwnMembershipConfig {
     }
 
     /// The sticky duration of a membership joined with these capabilities.
-    pub(crate) fn sticky_duration_ms(&self, caps: &ServerCapabilities) -> u64 {
+    pub(crate) fn session_sticky_duration_ms(&self, caps: &ServerCapabilities) -> u64 {
         let full = self.sticky_duration_ms.clamp(1, MAX_STICKY_DURATION_MS);
         if caps.delayed_events {
             full

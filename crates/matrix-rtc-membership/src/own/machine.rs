@@ -405,7 +405,7 @@ impl OwnMembership {
         self.caps = config.capabilities;
         let session = Session {
             delay_ms: self.config.effective_delay_ms(&self.caps),
-            sticky_duration_ms: self.config.sticky_duration_ms(&self.caps),
+            sticky_duration_ms: self.config.session_sticky_duration_ms(&self.caps),
             member_id: config.member_id,
             unseen_rejoins: 0,
         };

@@ -107,6 +107,9 @@ pub(crate) struct Scheduling {
     pub(crate) sticky_duration_ms: u64,
     pub(crate) purpose: SchedulePurpose,
     pub(crate) attempt: Attempt,
+    /// When the first attempt of this transaction was emitted: the server may have scheduled
+    /// it from then on (a retry of the transaction only returns the first answer).
+    pub(crate) first_emitted_at: Instant,
     /// The delay was lowered after a "too large" answer already (lower only once).
     pub(crate) lowered: bool,
 }
@@ -173,6 +176,12 @@ pub(crate) struct JoinSend {
     pub(crate) previous: Option<Joined>,
     pub(crate) rejoin: Option<RejoinReason>,
     pub(crate) attempt: Attempt,
+    /// When the first attempt of this transaction was emitted.
+    pub(crate) first_emitted_at: Instant,
+    /// A leave of ours may have gone out since this transaction was first sent, so its answer
+    /// proves nothing (a retry would only return the first attempt's answer): once answered,
+    /// start over with a new transaction.
+    pub(crate) outdated: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -36,6 +36,8 @@ impl OwnMembership {
                     previous: None,
                     rejoin,
                     attempt: Attempt::InFlight(f),
+                    first_emitted_at: now,
+                    outdated: false,
                 };
                 (Member::AwaitJoinAck(send), true)
             }
@@ -88,6 +90,8 @@ impl OwnMembership {
                     previous: Some(joined),
                     rejoin: None,
                     attempt: Attempt::InFlight(f),
+                    first_emitted_at: now,
+                    outdated: false,
                 };
                 (Member::AwaitJoinAck(send), true)
             }
@@ -161,18 +165,34 @@ impl OwnMembership {
         } else {
             OwnAction::SendJoin
         };
-        let sticky = Duration::from_millis(self.session().map_or(0, |s| s.sticky_duration_ms));
+        let sticky_ms = self.session().map_or(0, |s| s.sticky_duration_ms);
+        let sticky = Duration::from_millis(sticky_ms);
+        if send.outdated {
+            if matches!(
+                verdict,
+                Verdict::Done { .. } | Verdict::Retry(Transient::Timeout | Transient::Network)
+            ) {
+                // It may have (re-)added us, or not.
+                self.member_maybe_live = true;
+                self.extend_member_gone_by(now.max(f.deadline) + sticky);
+            }
+            debug!(slot = %self.slot_id, "a join sent before our leave went out was answered; sending a new one");
+            return Member::AwaitSwitch {
+                rejoin: send.rejoin,
+            };
+        }
         match verdict {
             Verdict::Done { .. } => {
                 self.retries.success(action);
                 self.member_maybe_live = true;
                 self.extend_member_gone_by(now + sticky);
-                let sticky_ms = u64::try_from(sticky.as_millis()).unwrap_or(u64::MAX);
                 debug!(slot = %self.slot_id, refresh = send.previous.is_some(), "join acknowledged");
+                // The server may have processed the first attempt of the transaction: the
+                // lifetime counts from there.
                 Member::AwaitRefreshDue(Joined {
                     acked_at: now,
-                    refresh_due: f.emitted_at + self.config.refresh_after(sticky_ms),
-                    may_expire_at: f.emitted_at + sticky,
+                    refresh_due: send.first_emitted_at + self.config.refresh_after(sticky_ms),
+                    may_expire_at: send.first_emitted_at + sticky,
                     seen_in_sync: send.previous.as_ref().is_some_and(|p| p.seen_in_sync),
                 })
             }
@@ -284,12 +304,19 @@ impl OwnMembership {
             Member::AwaitRefreshDue(_) => Member::AwaitSwitch {
                 rejoin: Some(reason),
             },
-            // A join or refresh is on its way already; it no longer renews a live join.
-            Member::AwaitJoinAck(send) => Member::AwaitJoinAck(JoinSend {
-                previous: None,
+            // A join or refresh on its way: await its answer (one request at a time), then
+            // start over with a new transaction.
+            Member::AwaitJoinAck(send) if send.attempt.in_flight().is_some() => {
+                Member::AwaitJoinAck(JoinSend {
+                    previous: None,
+                    rejoin: Some(reason),
+                    outdated: true,
+                    ..send
+                })
+            }
+            Member::AwaitJoinAck(_) => Member::AwaitSwitch {
                 rejoin: Some(reason),
-                ..send
-            }),
+            },
             other => {
                 trace!(slot = %self.slot_id, ?reason, "no acknowledged join to re-send");
                 self.member = other;

@@ -109,6 +109,7 @@ impl OwnMembership {
                     sticky_duration_ms: session.sticky_duration_ms,
                     purpose: SchedulePurpose::Arm,
                     attempt: Attempt::RetryAt(now),
+                    first_emitted_at: now,
                     lowered: false,
                 };
                 s.attempt = Attempt::InFlight(self.emit_schedule(&s, now));
@@ -188,14 +189,16 @@ impl OwnMembership {
                 ..
             } => {
                 self.retries.success(action);
+                // Any attempt of the transaction may be the one the server processed: the
+                // earliest firing counts from the first, the latest from this one.
                 let delay = Duration::from_millis(s.delay_ms);
                 let armed = Armed {
                     delay_id,
                     member_id: s.member_id,
                     delay_ms: s.delay_ms,
-                    expected_fire: f.emitted_at + delay,
+                    expected_fire: s.first_emitted_at + delay,
                     fire_by: f.emitted_at + self.config.request_timeout() + delay,
-                    next_restart: f.emitted_at + self.config.restart_interval(s.delay_ms),
+                    next_restart: s.first_emitted_at + self.config.restart_interval(s.delay_ms),
                     backing_off: false,
                 };
                 match s.purpose {
@@ -252,6 +255,7 @@ impl OwnMembership {
                     delay_ms: max,
                     lowered: true,
                     txn: self.new_txn(),
+                    first_emitted_at: now,
                     ..s
                 };
                 next.attempt = Attempt::InFlight(self.emit_schedule(&next, now));

@@ -366,10 +366,11 @@ fn refresh_failures_are_retried_before_expiry() {
         refreshes.windows(2).all(|w| w[1] - w[0] >= secs(3)),
         "retries wait: {refreshes:?}"
     );
+    // The first refresh that got through came after the failures, before the join expired.
+    let refreshed = sim.server_events(|e| matches!(e, ServerEvent::Joined { refresh: true, .. }));
     assert!(
-        sim.server_events(|e| matches!(e, ServerEvent::Joined { refresh: true, .. }))
-            .len()
-            >= 1
+        refreshed[0].0 >= secs(45) && refreshed[0].0 < ms(60_150),
+        "{refreshed:?}"
     );
 }
 
@@ -390,4 +391,38 @@ fn crash_lets_the_server_fire_the_leave_within_the_delay() {
     assert_eq!(fired[0].0, ms(28_050));
     assert!(fired[0].0 <= crashed_at + delay + sim.latency);
     assert!(!sim.member_live());
+}
+
+#[test]
+fn restart_404_after_the_firing_time_rejoins_without_waiting_for_sync() {
+    let mut sim = Sim::default_config();
+    sim.sync_interval = None;
+    sim.join("m1");
+    sim.set_cond(secs(10), secs(25), Cond::Partition);
+    sim.run_until(secs(45));
+
+    assert_eq!(
+        sim.server_events(|e| matches!(e, ServerEvent::Fired { .. }))
+            .len(),
+        1
+    );
+    assert!(
+        sim.answers
+            .iter()
+            .any(|(at, _, a)| *at >= secs(25) && *a == RequestOutcome::NotFound)
+    );
+    assert!(sim.events.iter().any(|(_, e)| *e
+        == OwnEvent::Rejoining {
+            reason: RejoinReason::DelayedLeaveFired
+        }));
+    let joins = sim.requests_of(OwnAction::SendJoin);
+    assert_eq!(joins.len(), 2);
+    assert_eq!(joins[1].request.member_id(), "m1");
+    assert!(sim.member_live());
+    assert_eq!(
+        sim.status(),
+        &OwnStatus::Connected {
+            dead_man_switch: true
+        }
+    );
 }

@@ -11,6 +11,14 @@ use super::sim::{DelayedMode, ServerEvent, Sim, ms, secs};
 fn join_schedules_delayed_leave_before_join() {
     let mut sim = Sim::default_config();
     sim.join("m1");
+    // Step by step: the schedule reaches the server, its answer comes back, the join goes out.
+    let mut steps = 0;
+    while sim.requests_of(OwnAction::SendJoin).is_empty() {
+        assert!(sim.step());
+        steps += 1;
+        assert!(steps <= 2, "one step per hop");
+    }
+    assert_eq!(sim.elapsed(), ms(100));
     sim.run_for(secs(1));
 
     let actions: Vec<_> = sim.requests.iter().map(|s| s.request.action()).collect();
