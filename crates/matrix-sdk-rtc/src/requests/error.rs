@@ -33,7 +33,7 @@ pub enum RequestError {
     Conflict,
 
     /// 429 `M_LIMIT_EXCEEDED`: wait before retrying.
-    #[error("rate limited (retry after {retry_after:?})")]
+    #[error("rate limited")]
     RateLimited {
         /// How long the server asked us to wait: the `Retry-After` header, else
         /// `retry_after_ms`, else unknown.
@@ -41,7 +41,7 @@ pub enum RequestError {
     },
 
     /// The requested delay is above the server's maximum.
-    #[error("delay too large (maximum {max_delay_ms:?} ms)")]
+    #[error("delay above the server's maximum")]
     DelayTooLarge {
         /// The maximum the server reported, when it reported one.
         max_delay_ms: Option<u64>,
@@ -73,7 +73,7 @@ pub enum RequestError {
     Unrecognized,
 
     /// Any other error answer from the server.
-    #[error("http error {status} ({errcode:?}): {message}")]
+    #[error("http error {status} {}: {message}", errcode.as_deref().unwrap_or("(no errcode)"))]
     Http {
         /// HTTP status code.
         status: u16,
@@ -633,6 +633,22 @@ mod tests {
         );
         assert_eq!(max_from_message("too large"), None);
         assert_eq!(max_from_message("maximum 99999999999999999999999"), None);
+    }
+
+    #[test]
+    fn display() {
+        let error = RequestError::Http {
+            status: 403,
+            errcode: Some("M_FORBIDDEN".to_owned()),
+            message: "not in room".to_owned(),
+        };
+        assert_eq!(error.to_string(), "http error 403 M_FORBIDDEN: not in room");
+        let error = RequestError::Http {
+            status: 502,
+            errcode: None,
+            message: String::new(),
+        };
+        assert_eq!(error.to_string(), "http error 502 (no errcode): ");
     }
 
     #[test]
