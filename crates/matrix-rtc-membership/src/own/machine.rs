@@ -12,13 +12,16 @@ use tracing::{debug, trace, warn};
 
 use super::{
     config::{JoinConfig, OwnMembershipConfig, ServerCapabilities},
-    request::{OwnRequest, OwnRequestKind, RequestId, RequestOutcome, Transient, TxnId, Verdict},
+    request::{
+        OwnAction, OwnRequest, OwnRequestKind, RequestId, RequestOutcome, Transient, TxnId, Verdict,
+    },
     retry::RetryBook,
-    state::{AfterLeave, Attempt, Goal, InFlight, Leaving, Leftover, Member, Session, Switch},
+    state::{
+        AfterLeave, Attempt, Goal, InFlight, JoinSend, Leaving, Leftover, Member, Session, Switch,
+    },
     status::{JoinError, OwnError, OwnEvent, OwnStatus},
     timer::{Timer, TimerTable},
 };
-use crate::own::{request::OwnAction, state::JoinSend};
 
 /// Events kept for [`OwnMembership::poll_event`]; older ones are dropped beyond this.
 const MAX_EVENTS: usize = 64;
@@ -45,7 +48,9 @@ const MAX_DRIVE_ROUNDS: usize = 32;
 /// - **Failures.** Network errors, timeouts and 5xx are retried (every 3 s by default, a timeout
 ///   at once), 429 after the server's wait (5 s if not told). Budgets (10 in a row per kind of
 ///   request) only slow the retries down and report an error: no transient failure ends the
-///   loop. When the earliest instant the server could fire passes without a confirmed restart,
+///   loop. A restart or cancel refused for an unexpected reason is retried the same way; a
+///   refused schedule means no dead-man switch; a refused join ends in
+///   [`OwnStatus::Error`] (after cleaning up). When the earliest instant the server could fire passes without a confirmed restart,
 ///   the status says [`OwnStatus::ProbablyLeft`] rather than pretending to be connected.
 /// - **Refresh** of the join at 50–75 % of its sticky lifetime, same duration, with retries.
 /// - **Leave**: `send` the delayed leave now; on 404, 409 or any other failure, send the leave

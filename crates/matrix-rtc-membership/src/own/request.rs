@@ -410,7 +410,8 @@ impl From<RequestOutcome> for Verdict {
 }
 
 impl Verdict {
-    /// Status and errcode to report for a definitive failure.
+    /// Status and errcode to report for a definitive failure (only meaningful for the refusal
+    /// variants; the others never reach a refusal path).
     pub(crate) fn refusal(&self) -> (u16, Option<String>) {
         match self {
             Self::Rejected { status, errcode } => (*status, errcode.clone()),

@@ -322,3 +322,46 @@ fn over_calls_and_stale_inputs_are_harmless() {
         ]
     );
 }
+
+#[test]
+fn probably_left_goes_back_to_connected_when_a_late_restart_succeeds() {
+    let mut sim = Sim::default_config();
+    sim.join("m1");
+    // The server keeps restarting our delayed leave, but we hear nothing back for a while.
+    sim.set_cond(secs(5), secs(15), Cond::LoseAnswers);
+    sim.run_until(secs(30));
+
+    let statuses: Vec<_> = sim.statuses.iter().map(|(_, s)| s.clone()).collect();
+    assert_eq!(
+        statuses,
+        [
+            OwnStatus::Connecting,
+            OwnStatus::Connected {
+                dead_man_switch: true
+            },
+            OwnStatus::ProbablyLeft,
+            OwnStatus::Connected {
+                dead_man_switch: true
+            },
+        ]
+    );
+    assert_eq!(
+        sim.first_status_at(secs(0), |s| *s == OwnStatus::ProbablyLeft),
+        Some(secs(13))
+    );
+    // The server never fired: no re-arm, no re-join.
+    assert!(
+        sim.server_events(|e| matches!(e, ServerEvent::Fired { .. }))
+            .is_empty()
+    );
+    assert_eq!(sim.requests_of(OwnAction::ScheduleDelayedLeave).len(), 1);
+    assert_eq!(sim.requests_of(OwnAction::SendJoin).len(), 1);
+}
+
+#[test]
+fn the_machine_can_move_between_threads() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    send_sync::<OwnMembership>();
+    send_sync::<matrix_rtc_membership::OwnRequest>();
+    send_sync::<OwnEvent>();
+}
