@@ -7,6 +7,14 @@ const MAX_STICKY_DURATION_MS: u64 = 3_600_000;
 /// The shortest sticky duration we use when there is no dead-man switch: five minutes, so that
 /// server clock skew cannot end our stickiness early (MSC4354 advice).
 const MIN_NO_SWITCH_STICKY_DURATION_MS: u64 = 300_000;
+/// Every wait and delay is capped to a day, so that no configuration (or server answer) can
+/// push an instant out of range.
+pub(crate) const MAX_WAIT_MS: u64 = 86_400_000;
+
+/// `ms` as a duration, capped to [`MAX_WAIT_MS`].
+pub(crate) fn capped(ms: u64) -> Duration {
+    Duration::from_millis(ms.min(MAX_WAIT_MS))
+}
 
 /// Timings and retry budgets of an [`OwnMembership`](crate::OwnMembership) machine.
 ///
@@ -107,11 +115,11 @@ impl Default for OwnMembershipConfig {
 }
 
 impl OwnMembershipConfig {
-    /// The delay to schedule given the server's capabilities (at least 1 ms).
+    /// The delay to schedule given the server's capabilities (at least 1 ms, at most a day).
     pub(crate) fn effective_delay_ms(&self, caps: &ServerCapabilities) -> u64 {
         self.delay_ms
             .min(caps.max_delay_ms.unwrap_or(u64::MAX))
-            .max(1)
+            .clamp(1, MAX_WAIT_MS)
     }
 
     /// The restart interval for a delayed leave of `delay_ms`.
@@ -120,7 +128,7 @@ impl OwnMembershipConfig {
         if self.enforce_delay_margin {
             interval = interval.min(delay_ms / 3);
         }
-        Duration::from_millis(interval.max(1))
+        capped(interval.max(1))
     }
 
     /// The sticky duration of a membership joined with these capabilities.
@@ -142,12 +150,12 @@ impl OwnMembershipConfig {
     }
 
     pub(crate) fn request_timeout(&self) -> Duration {
-        Duration::from_millis(self.request_timeout_ms.max(1))
+        capped(self.request_timeout_ms.max(1))
     }
 
     pub(crate) fn sync_grace(&self, unseen_rejoins: u32) -> Duration {
         let factor = 1_u64 << unseen_rejoins.min(6);
-        Duration::from_millis(self.sync_grace_ms.saturating_mul(factor))
+        capped(self.sync_grace_ms.saturating_mul(factor))
     }
 }
 

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::{
-    config::OwnMembershipConfig,
+    config::{OwnMembershipConfig, capped},
     request::{OwnAction, Transient},
     status::OwnError,
 };
@@ -64,7 +64,7 @@ impl RetryBook {
             wait_ms
         };
         RetryPlan {
-            wait: Duration::from_millis(wait_ms),
+            wait: capped(wait_ms),
             newly_exhausted: exhausted && !was_exhausted,
         }
     }

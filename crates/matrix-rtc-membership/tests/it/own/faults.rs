@@ -365,3 +365,70 @@ fn the_machine_can_move_between_threads() {
     send_sync::<matrix_rtc_membership::OwnRequest>();
     send_sync::<OwnEvent>();
 }
+
+#[test]
+fn extreme_config_and_server_values_do_not_panic() {
+    let config = OwnMembershipConfig {
+        delay_ms: u64::MAX,
+        restart_interval_ms: u64::MAX,
+        enforce_delay_margin: false,
+        request_timeout_ms: u64::MAX,
+        network_retry_wait_ms: u64::MAX,
+        network_retry_budget: 0,
+        rate_limit_default_wait_ms: u64::MAX,
+        rate_limit_max_wait_ms: u64::MAX,
+        rate_limit_budget: 0,
+        exhausted_retry_wait_ms: u64::MAX,
+        sticky_duration_ms: u64::MAX,
+        no_switch_sticky_duration_ms: u64::MAX,
+        refresh_at_percent: u8::MAX,
+        sync_grace_ms: u64::MAX,
+    };
+    let t0 = Instant::now();
+    let mut machine = OwnMembership::new("m.call#", config);
+    machine
+        .join(JoinConfig::new("m1", ServerCapabilities::full()), t0)
+        .unwrap();
+    let schedule = machine.poll_request().unwrap();
+    // The delay is capped to a day.
+    assert!(matches!(
+        schedule.kind(),
+        OwnRequestKind::ScheduleDelayedLeave {
+            delay_ms: 86_400_000,
+            sticky_duration_ms: 3_600_000,
+            ..
+        }
+    ));
+    let huge = std::time::Duration::from_secs(u64::MAX);
+    machine.handle_response(
+        schedule.id(),
+        RequestOutcome::RateLimited {
+            retry_after: Some(huge),
+        },
+        t0,
+    );
+    machine.handle_response(
+        schedule.id(),
+        RequestOutcome::DelayTooLarge {
+            max_delay_ms: Some(u64::MAX),
+        },
+        t0,
+    );
+    let deadline = machine.next_deadline().unwrap();
+    assert!(deadline <= t0 + secs(86_400));
+    machine.handle_timeout(deadline);
+    let retry = machine.poll_request().unwrap();
+    machine.handle_response(
+        retry.id(),
+        RequestOutcome::DelayTooLarge {
+            max_delay_ms: Some(0),
+        },
+        deadline,
+    );
+    assert!(matches!(
+        machine.status(),
+        OwnStatus::Connecting | OwnStatus::Error { .. }
+    ));
+    let join = machine.poll_request().expect("no switch: join");
+    assert_eq!(join.action(), OwnAction::SendJoin);
+}
