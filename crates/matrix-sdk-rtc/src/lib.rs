@@ -15,3 +15,24 @@ pub use self::{
 };
 
 // --- driver and public API ---
+mod call;
+mod client;
+mod config;
+mod driver;
+mod error;
+mod events;
+mod observe;
+mod wire;
+
+pub use matrix_rtc_membership::{
+    CallIntent, LeftReason, OwnMembershipConfig, OwnStatus, Participant, SessionChange, Transport,
+};
+pub use matrix_sticky_events::{Limits, Rejection};
+
+pub use self::{
+    call::RtcCall,
+    client::{RtcClient, RtcClientBuilder},
+    config::{JoinOptions, RtcConfig},
+    error::{Error, Result},
+    events::{CallEvent, Diagnostic},
+};

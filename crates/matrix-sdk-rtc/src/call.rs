@@ -1,0 +1,190 @@
+//! [`RtcCall`]: one call (a slot of a room): its participants, whether it is active, and our
+//! own membership of it.
+use std::sync::Arc;
+
+use eyeball::Subscriber;
+use eyeball_im::VectorDiff;
+use futures_util::Stream;
+use imbl::Vector;
+use matrix_rtc_membership::{
+    JoinConfig, MembershipContent, OwnStatus, Participant, ServerCapabilities, Transport,
+};
+use matrix_sdk::{RoomState, ruma::RoomId};
+use serde_json::value::RawValue;
+use tokio::sync::oneshot;
+
+use crate::{
+    Error, JoinOptions, Result, RtcClient,
+    driver::{Input, JoinRequest},
+    observe::{CallKey, CallObservables},
+};
+
+/// One call: a slot (`m.call#ROOM` for the room call) of one room.
+///
+/// Get it from [`RtcClient::call`] or [`RtcClient::room_call`]. Every handle of the same call
+/// shares the same observables.
+#[derive(Debug, Clone)]
+pub struct RtcCall {
+    rtc: RtcClient,
+    key: CallKey,
+    observables: Arc<CallObservables>,
+}
+
+impl RtcCall {
+    pub(crate) fn new(rtc: RtcClient, key: CallKey, observables: Arc<CallObservables>) -> Self {
+        Self {
+            rtc,
+            key,
+            observables,
+        }
+    }
+
+    /// The room.
+    pub fn room_id(&self) -> &RoomId {
+        &self.key.room_id
+    }
+
+    /// The slot (`{application}#{name}`).
+    pub fn slot_id(&self) -> &str {
+        &self.key.slot_id
+    }
+
+    /// The participants now, oldest first.
+    pub fn participants(&self) -> Vector<Arc<Participant>> {
+        self.observables.participants().clone()
+    }
+
+    /// The participants now (oldest first), and a stream of their changes from that moment
+    /// on, one batch of diffs per ingested sync batch. The stream is `'static` and may be
+    /// moved to another task.
+    pub fn subscribe_participants(
+        &self,
+    ) -> (
+        Vector<Arc<Participant>>,
+        impl Stream<Item = Vec<VectorDiff<Arc<Participant>>>> + use<>,
+    ) {
+        self.observables.subscribe_participants()
+    }
+
+    /// Whether the call has at least one participant.
+    pub fn is_active(&self) -> bool {
+        self.observables.active.get()
+    }
+
+    /// Whether the call has at least one participant, as it changes.
+    pub fn subscribe_active(&self) -> Subscriber<bool> {
+        self.observables.active.subscribe()
+    }
+
+    /// Our own membership's status.
+    pub fn own_status(&self) -> OwnStatus {
+        self.observables.own_status.get()
+    }
+
+    /// Our own membership's status, as it changes.
+    pub fn subscribe_own_status(&self) -> Subscriber<OwnStatus> {
+        self.observables.own_status.subscribe()
+    }
+
+    /// Joins the call: schedules our delayed leave (the dead-man switch), then sends our
+    /// membership, and keeps both alive until [`leave`](Self::leave). Returns once we are
+    /// connected (or the join failed).
+    ///
+    /// Fails at once in an encrypted room (this version cannot encrypt our membership, and
+    /// never sends it in plaintext there), when the server lacks sticky events, or when no
+    /// transport is given and the server advertises none.
+    pub async fn join(&self, options: JoinOptions) -> Result<()> {
+        let client = self.rtc.client();
+        let (Some(user_id), Some(device_id)) = (client.user_id(), client.device_id()) else {
+            return Err(Error::NotLoggedIn);
+        };
+        let room = client
+            .get_room(&self.key.room_id)
+            .filter(|room| room.state() == RoomState::Joined)
+            .ok_or_else(|| Error::UnknownRoom(self.key.room_id.clone()))?;
+        if room.latest_encryption_state().await?.is_encrypted() {
+            return Err(Error::EncryptedRoomNotSupported(self.key.room_id.clone()));
+        }
+        let features = self.rtc.features().await?;
+        if !features.sticky_events {
+            return Err(Error::MissingFeature(
+                "sticky events (MSC4354): legacy state memberships are read but not sent".into(),
+            ));
+        }
+        let transport = match options.transport {
+            Some(transport) => transport,
+            None => self.advertised_transport().await?,
+        };
+
+        let member_id = uuid::Uuid::new_v4().to_string();
+        let mut content = MembershipContent::room_call(
+            user_id.to_owned(),
+            device_id.to_owned(),
+            member_id.clone(),
+            transport,
+        );
+        content.slot_id = self.key.slot_id.clone();
+        if let Some((application, _)) = self
+            .key
+            .slot_id
+            .split_once(matrix_rtc_membership::wire::SLOT_SEPARATOR)
+        {
+            application.clone_into(&mut content.application);
+        }
+        content.call_intent = options.call_intent;
+        let capabilities = ServerCapabilities {
+            delayed_events: features.delayed_events,
+            max_delay_ms: features.max_delay_ms,
+            sticky_events: features.sticky_events,
+        };
+        let config = JoinConfig::new(member_id, capabilities);
+        let (reply, done) = oneshot::channel();
+        self.rtc.send_input(Input::Join(Box::new(JoinRequest {
+            call: self.key.clone(),
+            content,
+            config,
+            timings: options.timings,
+            reply,
+        })))?;
+        done.await.map_err(|_| Error::DriverStopped)?
+    }
+
+    /// Leaves the call: sends our scheduled delayed leave now (falling back to a plain
+    /// leave), and returns once that is done. Leaving a call we are not in does nothing.
+    pub async fn leave(&self) -> Result<()> {
+        let (reply, done) = oneshot::channel();
+        self.rtc.send_input(Input::Leave {
+            call: self.key.clone(),
+            reply,
+        })?;
+        done.await.map_err(|_| Error::DriverStopped)?
+    }
+
+    /// The first LiveKit transport the homeserver advertises.
+    async fn advertised_transport(&self) -> Result<Transport> {
+        let transports = self.rtc.api().rtc_transports().await?;
+        transports
+            .iter()
+            .find_map(|raw| livekit_service_url(raw))
+            .map(Transport::livekit)
+            .ok_or_else(|| {
+                Error::MissingFeature(
+                    "an RTC transport: the homeserver advertises none; pass one in JoinOptions"
+                        .into(),
+                )
+            })
+    }
+}
+
+fn livekit_service_url(raw: &RawValue) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        #[serde(rename = "type")]
+        transport_type: String,
+        livekit_service_url: Option<String>,
+    }
+    let entry: Entry = serde_json::from_str(raw.get()).ok()?;
+    (entry.transport_type == matrix_rtc_membership::wire::TRANSPORT_LIVEKIT)
+        .then_some(entry.livekit_service_url)
+        .flatten()
+}

@@ -1,0 +1,68 @@
+//! Configuration of the client-wide driver and of each join.
+use std::time::Duration;
+
+use matrix_rtc_membership::{CallIntent, OwnMembershipConfig, Transport};
+use matrix_sticky_events::Limits;
+
+/// Configuration of an [`RtcClient`](crate::RtcClient).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RtcConfig {
+    /// The `conn_id` of our own sliding-sync side connection. Never reuse the app's.
+    /// Default: `matrix-sdk-rtc`.
+    pub side_sync_conn_id: String,
+    /// Long-poll timeout of the side connection. Default: 30 s.
+    pub side_sync_poll_timeout: Duration,
+    /// Memory caps of the sticky map.
+    pub sticky_limits: Limits,
+    /// Timings of our own membership (delayed leave, heartbeat, refresh, retries); a join
+    /// may override them with [`JoinOptions::timings`].
+    pub own_membership: OwnMembershipConfig,
+}
+
+impl Default for RtcConfig {
+    fn default() -> Self {
+        Self {
+            side_sync_conn_id: "matrix-sdk-rtc".to_owned(),
+            side_sync_poll_timeout: Duration::from_secs(30),
+            sticky_limits: Limits::default(),
+            own_membership: OwnMembershipConfig::default(),
+        }
+    }
+}
+
+/// How to join a call.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct JoinOptions {
+    /// `m.call.intent` to announce (audio or video).
+    pub call_intent: Option<CallIntent>,
+    /// The transport we publish on. When `None`, the first LiveKit transport the homeserver
+    /// advertises (`/rtc/transports`) is used, and joining fails if there is none.
+    pub transport: Option<Transport>,
+    /// Timings for this join; `None` uses the client's [`RtcConfig::own_membership`].
+    pub timings: Option<OwnMembershipConfig>,
+}
+
+impl JoinOptions {
+    /// Announce a call intent.
+    #[must_use]
+    pub fn with_call_intent(mut self, intent: CallIntent) -> Self {
+        self.call_intent = Some(intent);
+        self
+    }
+
+    /// Publish on `transport`.
+    #[must_use]
+    pub fn with_transport(mut self, transport: Transport) -> Self {
+        self.transport = Some(transport);
+        self
+    }
+
+    /// Use these timings for this join.
+    #[must_use]
+    pub fn with_timings(mut self, timings: OwnMembershipConfig) -> Self {
+        self.timings = Some(timings);
+        self
+    }
+}

@@ -1,0 +1,434 @@
+//! The driver: one tokio task per client that owns the sticky map, the membership model and
+//! the own-membership machines, with a single sleep for every expiry and heartbeat.
+//!
+//! Everything reaches the task as an [`Input`] on one channel: sync data from the side
+//! connection and the event handlers, commands from the public API, and the outcomes of the
+//! requests it spawned. After each input (and after each timeout) it polls the cores for
+//! requests to perform, answers the model's member queries, and publishes the session
+//! changes to the observables.
+use std::{collections::HashMap, pin::pin, sync::Arc, time::Instant};
+
+use matrix_rtc_membership::{
+    JoinConfig, MembershipContent, OwnMembership, OwnMembershipConfig, OwnStatus, RequestId,
+    RequestOutcome, SessionChange,
+};
+use matrix_sdk::{
+    Client,
+    ruma::{OwnedDeviceId, OwnedRoomId, OwnedUserId},
+};
+use matrix_sticky_events::{Limits, Receipt};
+use serde_json::value::RawValue;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, trace, warn};
+
+use crate::{
+    Error, Result, SideSyncBatch,
+    observe::{CallKey, Registry},
+};
+
+mod ingest;
+mod outbound;
+mod publish;
+
+pub(crate) use self::{ingest::EventRoute, outbound::Outbound};
+
+/// One input of the driver task.
+#[derive(Debug)]
+pub(crate) enum Input {
+    /// A response of the side connection.
+    SideSync(SideSyncBatch),
+    /// A raw event seen by the main sync (timeline or state section).
+    RoomEvent {
+        room_id: OwnedRoomId,
+        raw: Box<RawValue>,
+        receipt: Receipt,
+    },
+    /// A sender's current room membership (answer to a member query, or a member event).
+    RoomMember {
+        room_id: OwnedRoomId,
+        user_id: OwnedUserId,
+        joined: bool,
+    },
+    /// A room is (or is not) encrypted.
+    RoomEncrypted {
+        room_id: OwnedRoomId,
+        encrypted: bool,
+    },
+    /// The app asks to join a call.
+    Join(Box<JoinRequest>),
+    /// The app asks to leave a call.
+    Leave {
+        call: CallKey,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    /// A request of an own-membership machine finished.
+    Outcome {
+        call: CallKey,
+        id: RequestId,
+        outcome: RequestOutcome,
+    },
+}
+
+/// The app asks to join a call: what the driver needs to start our membership.
+#[derive(Debug)]
+pub(crate) struct JoinRequest {
+    pub(crate) call: CallKey,
+    pub(crate) content: MembershipContent,
+    pub(crate) config: JoinConfig,
+    pub(crate) timings: Option<OwnMembershipConfig>,
+    pub(crate) reply: oneshot::Sender<Result<()>>,
+}
+
+/// Our own membership of one call.
+#[derive(Debug)]
+struct OwnCall {
+    machine: OwnMembership,
+    content: MembershipContent,
+    /// Whether the model showed our membership the last time we looked.
+    seen_in_sync: bool,
+    join_waiters: Vec<oneshot::Sender<Result<()>>>,
+    leave_waiters: Vec<oneshot::Sender<Result<()>>>,
+}
+
+/// What the driver task owns.
+#[derive(Debug)]
+pub(crate) struct Driver {
+    client: Client,
+    own_user: OwnedUserId,
+    own_device: OwnedDeviceId,
+    ingest: ingest::Ingest,
+    own: HashMap<CallKey, OwnCall>,
+    own_config: OwnMembershipConfig,
+    registry: Arc<Registry>,
+    outbound: Outbound,
+}
+
+impl Driver {
+    pub(crate) fn new(
+        client: Client,
+        own_user: OwnedUserId,
+        own_device: OwnedDeviceId,
+        limits: Limits,
+        own_config: OwnMembershipConfig,
+        registry: Arc<Registry>,
+        outbound: Outbound,
+    ) -> Self {
+        Self {
+            client,
+            own_user,
+            own_device,
+            ingest: ingest::Ingest::new(limits),
+            own: HashMap::new(),
+            own_config,
+            registry,
+            outbound,
+        }
+    }
+
+    /// Runs until `shutdown` flips to `true` or every input sender is gone.
+    pub(crate) async fn run(
+        mut self,
+        mut inputs: mpsc::UnboundedReceiver<Input>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut sleep = pin!(tokio::time::sleep_until(tokio::time::Instant::now()));
+        let mut armed: Option<Instant> = None;
+        loop {
+            let deadline = self.next_deadline();
+            if deadline != armed {
+                if let Some(deadline) = deadline {
+                    sleep.as_mut().reset(deadline.into());
+                }
+                armed = deadline;
+            }
+            tokio::select! {
+                biased;
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        break;
+                    }
+                }
+                input = inputs.recv() => {
+                    let Some(input) = input else { break };
+                    let mut changes = Vec::new();
+                    self.handle_input(input, Instant::now(), &mut changes);
+                    // Take whatever else is queued in the same step: one publish per batch.
+                    while let Ok(input) = inputs.try_recv() {
+                        self.handle_input(input, Instant::now(), &mut changes);
+                    }
+                    self.after_step(changes);
+                }
+                () = &mut sleep, if armed.is_some() => {
+                    armed = None;
+                    let mut changes = Vec::new();
+                    self.handle_timeout(Instant::now(), &mut changes);
+                    self.after_step(changes);
+                }
+            }
+        }
+        self.shut_down();
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let own = self
+            .own
+            .values()
+            .filter_map(|call| call.machine.next_deadline());
+        own.chain(self.ingest.next_deadline()).min()
+    }
+
+    fn handle_input(&mut self, input: Input, now: Instant, changes: &mut Vec<SessionChange>) {
+        match input {
+            Input::SideSync(batch) => {
+                if batch.restarted {
+                    debug!("side connection restarted: live events are replayed");
+                }
+                if !batch.caught_up {
+                    self.ingest.hold();
+                }
+                let receipt = Receipt {
+                    instant: batch.received_at,
+                    wall_ms: batch.received_wall_ms,
+                };
+                for (room_id, events) in &batch.rooms {
+                    for raw in events {
+                        self.ingest
+                            .handle_sticky_raw(room_id, raw, receipt, now, changes);
+                    }
+                }
+                if batch.caught_up {
+                    changes.extend(self.ingest.release());
+                }
+            }
+            Input::RoomEvent {
+                room_id,
+                raw,
+                receipt,
+            } => match EventRoute::of(&raw) {
+                EventRoute::Sticky => {
+                    self.ingest
+                        .handle_sticky_raw(&room_id, &raw, receipt, now, changes);
+                }
+                EventRoute::CallState => self
+                    .ingest
+                    .handle_state_raw(&room_id, &raw, receipt, changes),
+                EventRoute::RoomMember => self.handle_member_event(&room_id, &raw, changes),
+                EventRoute::Encryption => {
+                    changes.extend(self.ingest.model.set_room_encrypted(&room_id, true));
+                }
+                EventRoute::Ignore => {}
+            },
+            Input::RoomMember {
+                room_id,
+                user_id,
+                joined,
+            } => {
+                changes.extend(
+                    self.ingest
+                        .model
+                        .handle_room_member(&room_id, &user_id, joined),
+                );
+            }
+            Input::RoomEncrypted { room_id, encrypted } => {
+                changes.extend(self.ingest.model.set_room_encrypted(&room_id, encrypted));
+            }
+            Input::Join(request) => self.join(*request, now),
+            Input::Leave { call, reply } => self.leave(&call, reply, now),
+            Input::Outcome { call, id, outcome } => {
+                if let Some(own) = self.own.get_mut(&call) {
+                    own.machine.handle_response(id, outcome, now);
+                } else {
+                    trace!(?id, "outcome for a call we no longer track");
+                }
+            }
+        }
+    }
+
+    fn handle_member_event(
+        &mut self,
+        room_id: &OwnedRoomId,
+        raw: &RawValue,
+        changes: &mut Vec<SessionChange>,
+    ) {
+        #[derive(serde::Deserialize)]
+        struct Member<'a> {
+            state_key: &'a str,
+            #[serde(borrow)]
+            content: MemberContent<'a>,
+        }
+        #[derive(serde::Deserialize)]
+        struct MemberContent<'a> {
+            membership: Option<&'a str>,
+        }
+        let Ok(member) = serde_json::from_str::<Member<'_>>(raw.get()) else {
+            trace!(room = %room_id, "unreadable m.room.member event ignored");
+            return;
+        };
+        let Ok(user_id) = OwnedUserId::try_from(member.state_key) else {
+            return;
+        };
+        let joined = member.content.membership == Some(crate::wire::MEMBERSHIP_JOIN);
+        if user_id == self.own_user && !joined {
+            debug!(room = %room_id, "we left the room: forgetting its calls");
+            self.ingest.forget_room(room_id, changes);
+            return;
+        }
+        changes.extend(
+            self.ingest
+                .model
+                .handle_room_member(room_id, &user_id, joined),
+        );
+    }
+
+    fn handle_timeout(&mut self, now: Instant, changes: &mut Vec<SessionChange>) {
+        self.ingest.handle_timeout(now, changes);
+        for call in self.own.values_mut() {
+            call.machine.handle_timeout(now);
+        }
+    }
+
+    fn join(&mut self, request: JoinRequest, now: Instant) {
+        let JoinRequest {
+            call,
+            content,
+            config,
+            timings,
+            reply,
+        } = request;
+        let timings = timings.unwrap_or_else(|| self.own_config.clone());
+        let slot_id = call.slot_id.clone();
+        let own = self.own.entry(call).or_insert_with(|| OwnCall {
+            machine: OwnMembership::new(slot_id.clone(), timings.clone()),
+            content: content.clone(),
+            seen_in_sync: false,
+            join_waiters: Vec::new(),
+            leave_waiters: Vec::new(),
+        });
+        if *own.machine.status() == OwnStatus::Disconnected {
+            // Idle: start afresh with this join's timings.
+            own.machine = OwnMembership::new(slot_id, timings);
+        }
+        own.content = content;
+        own.seen_in_sync = false;
+        match own.machine.join(config, now) {
+            Ok(()) => own.join_waiters.push(reply),
+            Err(error) => {
+                let _ = reply.send(Err(Error::JoinFailed(error.to_string())));
+            }
+        }
+    }
+
+    fn leave(&mut self, call: &CallKey, reply: oneshot::Sender<Result<()>>, now: Instant) {
+        match self.own.get_mut(call) {
+            Some(own) => {
+                own.machine.leave(now);
+                own.leave_waiters.push(reply);
+            }
+            None => {
+                let _ = reply.send(Ok(()));
+            }
+        }
+    }
+
+    /// After every step: requests to perform, member queries, observables, diagnostics.
+    fn after_step(&mut self, changes: Vec<SessionChange>) {
+        let now = Instant::now();
+        // Our own membership as sync shows it, for the machines.
+        for (key, own) in &mut self.own {
+            let present = self
+                .ingest
+                .model
+                .participants(&key.room_id, &key.slot_id)
+                .any(|p| {
+                    p.user_id == self.own_user
+                        && p.device_id == self.own_device
+                        && p.member_id == own.content.member_id
+                });
+            if present != own.seen_in_sync {
+                // Report an absence only after a presence: right after a join our event
+                // has not come back yet.
+                own.seen_in_sync = present;
+                own.machine.handle_own_membership_in_sync(present, now);
+            }
+        }
+        publish::publish(&self.registry, changes);
+        self.ingest.drain_model_diagnostics();
+        for diagnostic in self.ingest.diagnostics.drain(..) {
+            let _ = self.registry.diagnostics.send(diagnostic);
+        }
+        while let Some(query) = self.ingest.poll_member_query() {
+            self.spawn_member_query(query.room_id, query.user_id);
+        }
+        for (key, own) in &mut self.own {
+            while let Some(request) = own.machine.poll_request() {
+                self.outbound
+                    .spawn(key.clone(), own.content.clone(), request);
+            }
+            while let Some(event) = own.machine.poll_event() {
+                debug!(room = %key.room_id, slot = %key.slot_id, ?event, "own membership");
+            }
+            let status = own.machine.status().clone();
+            let observables = self.registry.call(key);
+            observables.own_status.set_if_not_eq(status.clone());
+            let join_result: Option<Result<(), String>> = match &status {
+                OwnStatus::Connected { .. } => Some(Ok(())),
+                OwnStatus::Error { error, .. } => Some(Err(error.to_string())),
+                _ => None,
+            };
+            if let Some(result) = join_result {
+                for waiter in own.join_waiters.drain(..) {
+                    let _ = waiter.send(result.clone().map_err(Error::JoinFailed));
+                }
+            }
+            if status == OwnStatus::Disconnected {
+                for waiter in own.leave_waiters.drain(..) {
+                    let _ = waiter.send(Ok(()));
+                }
+                for waiter in own.join_waiters.drain(..) {
+                    let _ = waiter.send(Err(Error::JoinFailed(
+                        "left before the join completed".into(),
+                    )));
+                }
+            }
+        }
+    }
+
+    fn spawn_member_query(&self, room_id: OwnedRoomId, user_id: OwnedUserId) {
+        let Some(room) = self.client.get_room(&room_id) else {
+            warn!(room = %room_id, "member query for an unknown room");
+            return;
+        };
+        let inputs = self.outbound.inputs.clone();
+        tokio::spawn(async move {
+            let joined = match room.get_member(&user_id).await {
+                Ok(Some(member)) => {
+                    *member.membership()
+                        == matrix_sdk::ruma::events::room::member::MembershipState::Join
+                }
+                Ok(None) => false,
+                Err(error) => {
+                    warn!(room = %room_id, %error, "could not read a sender's room membership");
+                    return;
+                }
+            };
+            let _ = inputs.send(Input::RoomMember {
+                room_id,
+                user_id,
+                joined,
+            });
+        });
+    }
+
+    fn shut_down(&mut self) {
+        debug!("rtc driver stopped");
+        for own in self.own.values_mut() {
+            for waiter in own
+                .join_waiters
+                .drain(..)
+                .chain(own.leave_waiters.drain(..))
+            {
+                let _ = waiter.send(Err(Error::DriverStopped));
+            }
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! Real clients on a real Synapse: what every scenario needs.
+use std::{sync::Arc, time::Duration};
+
+use futures_util::{Stream, StreamExt};
+use imbl::Vector;
+use matrix_sdk::{
+    SessionMeta, SessionTokens,
+    authentication::matrix::MatrixSession,
+    config::SyncSettings,
+    ruma::{OwnedDeviceId, OwnedRoomId, OwnedUserId, RoomId},
+    store::RoomLoadSettings,
+};
+use matrix_sdk_rtc::{OwnMembershipConfig, Participant, RtcCall, RtcClient, RtcConfig};
+use rtc_test_homeserver::{CreateRoomOptions, TestHomeserver, TestUser};
+use tokio::task::JoinHandle;
+
+/// How long any scenario waits for something that should happen within a sync round trip
+/// or two. Generous: CI machines are slow and shared.
+pub(crate) const EVENTUALLY: Duration = Duration::from_secs(30);
+
+/// Fast heartbeat timings for tests: a 3 s delayed leave restarted every second.
+pub(crate) fn fast_timings() -> OwnMembershipConfig {
+    OwnMembershipConfig {
+        delay_ms: 3_000,
+        restart_interval_ms: 1_000,
+        ..OwnMembershipConfig::default()
+    }
+}
+
+pub(crate) fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,matrix_sdk_rtc=debug".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// One real client: a `matrix_sdk::Client` with its sync loop and our driver.
+pub(crate) struct Peer {
+    pub(crate) user: TestUser,
+    pub(crate) rtc: RtcClient,
+    sync: JoinHandle<()>,
+}
+
+impl Peer {
+    /// Logs `user` in (restoring its session), syncs once, starts the sync loop and the
+    /// rtc driver.
+    pub(crate) async fn start(hs: &TestHomeserver, user: &TestUser) -> Self {
+        Self::start_with(hs, user, RtcConfig::default()).await
+    }
+
+    pub(crate) async fn start_with(
+        hs: &TestHomeserver,
+        user: &TestUser,
+        config: RtcConfig,
+    ) -> Self {
+        let rtc = RtcClient::builder(hs.base_url())
+            .config(config)
+            .build()
+            .await
+            .expect("client builds");
+        let session = MatrixSession {
+            meta: SessionMeta {
+                user_id: OwnedUserId::try_from(user.user_id.as_str()).expect("valid user id"),
+                device_id: OwnedDeviceId::from(user.device_id.as_str()),
+            },
+            tokens: SessionTokens {
+                access_token: user.access_token.clone(),
+                refresh_token: None,
+            },
+        };
+        rtc.client()
+            .matrix_auth()
+            .restore_session(session, RoomLoadSettings::default())
+            .await
+            .expect("session restores");
+        let client = rtc.client().clone();
+        let response = client
+            .sync_once(SyncSettings::default())
+            .await
+            .expect("first sync");
+        let sync = tokio::spawn(async move {
+            let settings = SyncSettings::default()
+                .token(response.next_batch)
+                .timeout(Duration::from_secs(10));
+            let _ = client.sync(settings).await;
+        });
+        rtc.start().await.expect("rtc driver starts");
+        Self {
+            user: user.clone(),
+            rtc,
+            sync,
+        }
+    }
+
+    pub(crate) fn user_id(&self) -> OwnedUserId {
+        OwnedUserId::try_from(self.user.user_id.as_str()).expect("valid user id")
+    }
+
+    /// The room call of `room_id`, once this client knows the room.
+    pub(crate) async fn room_call(&self, room_id: &RoomId) -> RtcCall {
+        let client = self.rtc.client();
+        tokio::time::timeout(EVENTUALLY, async {
+            let mut updates = client.subscribe_to_all_room_updates();
+            while client.get_room(room_id).is_none() {
+                let _ = updates.recv().await;
+            }
+        })
+        .await
+        .expect("the room reaches this client");
+        self.rtc.room_call(room_id)
+    }
+
+    /// Kills this client without leaving: its driver, sync loop and client are dropped.
+    pub(crate) fn crash(self) {
+        self.sync.abort();
+        self.rtc.shutdown();
+        // Dropping `self` drops the client and the last handle on the driver.
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.sync.abort();
+    }
+}
+
+/// A room of `creator` that every one of `others` has joined.
+pub(crate) async fn shared_room(
+    hs: &TestHomeserver,
+    creator: &TestUser,
+    others: &[&TestUser],
+) -> OwnedRoomId {
+    let options = CreateRoomOptions {
+        invite: others.iter().map(|user| user.user_id.clone()).collect(),
+        ..CreateRoomOptions::default()
+    };
+    let room_id = hs
+        .create_room(creator, options)
+        .await
+        .expect("room created");
+    for user in others {
+        hs.join_room(user, &room_id).await.expect("joined");
+    }
+    OwnedRoomId::try_from(room_id.as_str()).expect("valid room id")
+}
+
+/// Waits until `call`'s participants satisfy `done`, and returns them.
+pub(crate) async fn wait_for_participants(
+    call: &RtcCall,
+    what: &str,
+    done: impl Fn(&Vector<Arc<Participant>>) -> bool,
+) -> Vector<Arc<Participant>> {
+    let (mut current, mut diffs) = call.subscribe_participants();
+    let found = tokio::time::timeout(EVENTUALLY, async {
+        loop {
+            if done(&current) {
+                return current.clone();
+            }
+            let Some(batch) = diffs.next().await else {
+                panic!("participant stream ended")
+            };
+            for diff in batch {
+                diff.apply(&mut current);
+            }
+        }
+    })
+    .await;
+    match found {
+        Ok(participants) => participants,
+        Err(_) => panic!(
+            "timed out waiting for {what}; participants: {:?}",
+            call.participants()
+        ),
+    }
+}
+
+/// The next item of `stream` that `pick` accepts, within [`EVENTUALLY`].
+pub(crate) async fn next_matching<T: std::fmt::Debug, U>(
+    stream: &mut (impl Stream<Item = T> + Unpin),
+    what: &str,
+    mut pick: impl FnMut(&T) -> Option<U>,
+) -> U {
+    let found = tokio::time::timeout(EVENTUALLY, async {
+        while let Some(item) = stream.next().await {
+            if let Some(found) = pick(&item) {
+                return Some(found);
+            }
+        }
+        None
+    })
+    .await;
+    match found {
+        Ok(Some(found)) => found,
+        Ok(None) => panic!("stream ended before {what}"),
+        Err(_) => panic!("timed out waiting for {what}"),
+    }
+}
+
+pub(crate) fn has_user(participants: &Vector<Arc<Participant>>, user_id: &str) -> bool {
+    participants
+        .iter()
+        .any(|participant| participant.user_id.as_str() == user_id)
+}
