@@ -30,10 +30,13 @@ pub(crate) fn publish(registry: &Registry, changes: Vec<SessionChange>) {
         return;
     }
     let mut per_call: BTreeMap<CallKey, Vec<SessionChange>> = BTreeMap::new();
+    // Subscribers of the change stream see a change only once the vectors show it.
+    let broadcast: Vec<SessionChange> = if registry.session_changes.receiver_count() > 0 {
+        changes.clone()
+    } else {
+        Vec::new()
+    };
     for change in changes {
-        if registry.session_changes.receiver_count() > 0 {
-            let _ = registry.session_changes.send(change.clone());
-        }
         let key = match &change {
             SessionChange::SessionStarted { room_id, slot_id }
             | SessionChange::SessionEnded { room_id, slot_id } => CallKey::new(room_id, slot_id),
@@ -95,6 +98,10 @@ pub(crate) fn publish(registry: &Registry, changes: Vec<SessionChange>) {
             // Nobody listening is fine.
             let _ = registry.call_events.send(event);
         }
+    }
+    for change in broadcast {
+        // Nobody listening is fine.
+        let _ = registry.session_changes.send(change);
     }
 }
 
