@@ -12,9 +12,9 @@ use tracing::{debug, trace};
 
 use self::{
     deadlines::Deadlines,
-    ranked::{ById, Ranked},
+    ranked::{ById, RankHeap, is_live},
     redactions::{Redactions, Remembered},
-    room::{RoomState, Slot},
+    room::{RoomState, SenderState, Slot},
 };
 use crate::{Change, Limits, RemovalReason, StickyEvent};
 
@@ -104,18 +104,15 @@ fn diff(
     }
 }
 
-/// `map[key]`, inserted empty first if absent; allocates the owned key only then.
-fn get_or_default<'m, K, Q, V>(map: &'m mut HashMap<K, V>, key: &Q) -> &'m mut V
-where
-    K: std::borrow::Borrow<Q> + for<'q> From<&'q Q> + Eq + Hash,
-    Q: Eq + Hash + ?Sized,
-    V: Default,
-{
-    if !map.contains_key(key) {
-        map.insert(K::from(key), V::default());
-    }
-    // (`entry` would allocate an owned key on every call, even for an existing entry.)
-    map.get_mut(key).expect("the entry was just inserted")
+/// `&mut map[key]`, inserted empty first if absent. One lookup when present (the usual case);
+/// the owned key is made only when absent.
+macro_rules! get_or_default {
+    ($map:expr, $key:expr) => {
+        match $map.get_mut($key) {
+            Some(value) => value,
+            None => $map.entry($key.into()).or_default(),
+        }
+    };
 }
 
 impl StickyMap {
@@ -338,9 +335,7 @@ impl StickyMap {
     }
 
     fn is_live(&self, event: &Arc<StickyEvent>) -> bool {
-        self.by_id
-            .get(&*event.meta.event_id)
-            .is_some_and(|entry| Arc::ptr_eq(&entry.0, event))
+        is_live(&self.by_id, event)
     }
 
     pub(crate) fn insert(&mut self, event: StickyEvent, now: Instant, out: &mut Vec<Change>) {
@@ -349,71 +344,73 @@ impl StickyMap {
             trace!(event_id = %meta.event_id, "ignoring sticky event: already expired");
             return;
         }
-        if self.by_id.contains(&*meta.event_id) {
-            trace!(event_id = %meta.event_id, "ignoring sticky event: already seen");
-            return;
-        }
         if self.redactions.contains(&meta.room_id, &meta.event_id) {
             trace!(event_id = %meta.event_id, "ignoring sticky event: redacted");
             return;
         }
-        let event = Arc::new(event);
-        if !self.admits(&event) {
-            debug!(event_id = %event.meta.event_id, room_id = %event.meta.room_id, "dropping sticky event: over the caps");
+        let limits = self.limits;
+        let weight = Limits::weight(&event);
+        if limits.per_sender == 0 || limits.per_room == 0 || weight > limits.per_room_bytes {
+            debug!(event_id = %meta.event_id, "dropping sticky event: over the caps");
             return;
         }
-        self.attach(&event, out);
-        self.enforce_caps(&event, out);
-    }
-
-    /// Whether `event` fits under the caps, possibly by evicting lower-ranked candidates.
-    fn admits(&self, event: &StickyEvent) -> bool {
-        let limits = self.limits;
-        let weight = Limits::weight(event);
-        if limits.per_sender == 0 || limits.per_room == 0 || weight > limits.per_room_bytes {
-            return false;
+        let event = Arc::new(event);
+        let meta = &event.meta;
+        // Claim the event ID first (one hash for the usual, new event); give it back if the
+        // event does not get in after all.
+        if !self.by_id.insert(ById(Arc::clone(&event))) {
+            trace!(event_id = %meta.event_id, "ignoring sticky event: already seen");
+            return;
         }
-        let Some(room) = self.rooms.get(&event.meta.room_id) else {
-            return true;
+        let ranks_below = |lowest: Option<&Arc<StickyEvent>>| {
+            lowest.is_some_and(|lowest| meta.cmp_rank(&lowest.meta).is_lt())
         };
-        let ranks_below = |lowest: Option<&Ranked>| {
-            lowest.is_some_and(|lowest| event.meta.cmp_rank(&lowest.0.meta).is_lt())
-        };
+
+        // One walk down room, sender, type and key: admission under the caps (an event that
+        // would be the first evicted is not inserted), then insertion.
+        let room = get_or_default!(self.rooms, &*meta.room_id);
         let room_full =
-            room.ranked.len() >= limits.per_room || room.bytes + weight > limits.per_room_bytes;
-        if room_full && ranks_below(room.ranked.first()) {
-            return false;
+            room.count >= limits.per_room || room.bytes + weight > limits.per_room_bytes;
+        // (A full room is not empty, so nothing is left behind when returning here.)
+        if room_full && ranks_below(room.by_rank.lowest(&self.by_id)) {
+            debug!(event_id = %meta.event_id, room_id = %meta.room_id, "dropping sticky event: room over its caps");
+            self.by_id.remove(&*meta.event_id);
+            return;
         }
-        let sender_full = room.senders.get(&event.meta.sender).filter(|sender| {
-            sender.ranked.len() >= limits.per_sender && ranks_below(sender.ranked.first())
-        });
-        sender_full.is_none()
-    }
-
-    fn attach(&mut self, event: &Arc<StickyEvent>, out: &mut Vec<Change>) {
-        let room = get_or_default(&mut self.rooms, &*event.meta.room_id);
-        room.bytes += Limits::weight(event);
-        room.ranked.insert(Ranked(Arc::clone(event)));
-        let sender = get_or_default(&mut room.senders, &*event.meta.sender);
-        sender.ranked.insert(Ranked(Arc::clone(event)));
-        let types = get_or_default(&mut sender.types, event.event_type.as_str());
+        let sender = get_or_default!(room.senders, &*meta.sender);
+        if sender.count >= limits.per_sender && ranks_below(sender.by_rank.lowest(&self.by_id)) {
+            debug!(event_id = %meta.event_id, room_id = %meta.room_id, "dropping sticky event: sender over its cap");
+            self.by_id.remove(&*meta.event_id);
+            return;
+        }
+        sender.count += 1;
+        sender.by_rank.push(&event);
+        let sender_over = sender.count > limits.per_sender;
+        let types = get_or_default!(sender.types, event.event_type.as_str());
         let change = match &event.sticky_key {
             Some(key) => {
-                let slot = get_or_default(&mut types.keyed, key.as_str());
+                let slot = get_or_default!(types.keyed, key.as_str());
                 let before = slot.visible().cloned();
-                slot.insert(Arc::clone(event));
+                slot.insert(Arc::clone(&event));
                 let after = slot.visible().cloned();
                 diff(before, after, RemovalReason::Deleted)
             }
             None => {
-                types.unkeyed.push(Arc::clone(event));
-                Some(Change::Added(Arc::clone(event)))
+                types.unkeyed.push(Arc::clone(&event));
+                Some(Change::Added(Arc::clone(&event)))
             }
         };
-        self.by_id.insert(ById(Arc::clone(event)));
-        self.deadlines.push(Arc::clone(event));
+        room.count += 1;
+        room.bytes += weight;
+        room.by_rank.push(&event);
+        let room_over = room.count > limits.per_room || room.bytes > limits.per_room_bytes;
+
+        self.deadlines.push(Arc::clone(&event));
         if let Some(change) = change {
             self.emit(out, change);
+        }
+        if sender_over || room_over {
+            self.enforce_caps(&event, out);
         }
     }
 
@@ -421,22 +418,18 @@ impl StickyMap {
     fn enforce_caps(&mut self, event: &StickyEvent, out: &mut Vec<Change>) {
         let limits = self.limits;
         loop {
-            let Some(room) = self.rooms.get(&event.meta.room_id) else {
+            let Some(room) = self.rooms.get_mut(&event.meta.room_id) else {
                 return;
             };
-            let over_sender = room
-                .senders
-                .get(&event.meta.sender)
-                .filter(|sender| sender.ranked.len() > limits.per_sender)
-                .and_then(|sender| sender.ranked.first());
-            let over_room = (room.ranked.len() > limits.per_room
-                || room.bytes > limits.per_room_bytes)
-                .then(|| room.ranked.first())
-                .flatten();
-            let Some(victim) = over_sender
-                .or(over_room)
-                .map(|victim| Arc::clone(&victim.0))
-            else {
+            let room_over = room.count > limits.per_room || room.bytes > limits.per_room_bytes;
+            let victim = match room.senders.get_mut(&event.meta.sender) {
+                Some(sender) if sender.count > limits.per_sender => {
+                    sender.by_rank.lowest(&self.by_id)
+                }
+                _ if room_over => room.by_rank.lowest(&self.by_id),
+                _ => return,
+            };
+            let Some(victim) = victim.cloned() else {
                 return;
             };
             debug!(event_id = %victim.meta.event_id, room_id = %victim.meta.room_id, "evicting sticky event: over the caps");
@@ -486,20 +479,28 @@ impl StickyMap {
                 })
             }
         };
+        self.by_id.remove(&*meta.event_id);
         if types.is_empty() {
             sender.types.remove(event.event_type.as_str());
         }
-        let ranked = Ranked(Arc::clone(event));
-        sender.ranked.remove(&ranked);
-        if sender.types.is_empty() {
+        sender.count -= 1;
+        if sender.count == 0 {
             room.senders.remove(&meta.sender);
+        } else {
+            if sender.by_rank.needs_compaction(sender.count) {
+                sender.by_rank = RankHeap::from_events(sender.iter());
+            }
         }
-        room.ranked.remove(&ranked);
+        room.count -= 1;
         room.bytes = room.bytes.saturating_sub(Limits::weight(event));
-        if room.senders.is_empty() {
+        if room.count == 0 {
             self.rooms.remove(&meta.room_id);
+        } else {
+            if room.by_rank.needs_compaction(room.count) {
+                room.by_rank =
+                    RankHeap::from_events(room.senders.values().flat_map(SenderState::iter));
+            }
         }
-        self.by_id.remove(&*meta.event_id);
         if let Some(change) = change {
             self.emit(out, change);
         }

@@ -1,28 +1,42 @@
 //! What the map holds per room: senders, then event types, then keyed slots and unkeyed entries.
-use std::{
-    collections::{BTreeSet, HashMap},
-    sync::Arc,
-};
+use std::{collections::HashMap, sync::Arc};
 
 use ruma_common::OwnedUserId;
 
-use super::ranked::Ranked;
+use super::ranked::RankHeap;
 use crate::StickyEvent;
 
-/// One room: its senders, and all its candidates by rank (for the per-room cap).
+/// One room: its senders, and the counters and order of its candidates (for the per-room caps).
 #[derive(Debug, Default)]
 pub(crate) struct RoomState {
     pub(crate) senders: HashMap<OwnedUserId, SenderState>,
-    pub(crate) ranked: BTreeSet<Ranked>,
-    /// Total [`Limits::weight`](crate::Limits::weight) of the room's candidates.
+    /// Number of candidates.
+    pub(crate) count: usize,
+    /// Total [`Limits::weight`](crate::Limits::weight) of the candidates.
     pub(crate) bytes: usize,
+    pub(crate) by_rank: RankHeap,
 }
 
-/// One sender in one room: its event types, and its candidates by rank (for the per-sender cap).
+/// One sender in one room: its event types, and the counter and order of its candidates (for
+/// the per-sender cap).
 #[derive(Debug, Default)]
 pub(crate) struct SenderState {
     pub(crate) types: HashMap<Box<str>, TypeState>,
-    pub(crate) ranked: BTreeSet<Ranked>,
+    pub(crate) count: usize,
+    pub(crate) by_rank: RankHeap,
+}
+
+impl SenderState {
+    /// Every candidate of the sender.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<StickyEvent>> {
+        self.types.values().flat_map(|types| {
+            types
+                .keyed
+                .values()
+                .flat_map(|slot| slot.candidates().iter())
+                .chain(types.unkeyed.iter())
+        })
+    }
 }
 
 /// One event type of one sender in one room.
