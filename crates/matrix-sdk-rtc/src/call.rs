@@ -51,7 +51,7 @@ impl RtcCall {
 
     /// The participants now, oldest first.
     pub fn participants(&self) -> Vector<Arc<Participant>> {
-        self.observables.participants().clone()
+        self.view().participants()
     }
 
     /// The participants now (oldest first), and a stream of their changes from that moment
@@ -74,6 +74,11 @@ impl RtcCall {
     /// Whether the call has at least one participant, as it changes.
     pub fn subscribe_active(&self) -> Subscriber<bool> {
         self.observables.active.subscribe()
+    }
+
+    /// The read-only observables of this call.
+    pub fn view(&self) -> RtcCallView {
+        RtcCallView::new(self.observables.clone())
     }
 
     /// Our own membership's status.
@@ -187,4 +192,42 @@ fn livekit_service_url(raw: &RawValue) -> Option<String> {
     (entry.transport_type == matrix_rtc_membership::wire::TRANSPORT_LIVEKIT)
         .then_some(entry.livekit_service_url)
         .flatten()
+}
+
+/// The observable state of one call, without the means to join it: its participants and
+/// whether it is active. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct RtcCallView {
+    observables: Arc<CallObservables>,
+}
+
+impl RtcCallView {
+    pub(crate) fn new(observables: Arc<CallObservables>) -> Self {
+        Self { observables }
+    }
+
+    /// The participants now, oldest first.
+    pub fn participants(&self) -> Vector<Arc<Participant>> {
+        self.observables.participants().clone()
+    }
+
+    /// The participants now (oldest first), and a `'static` stream of their changes.
+    pub fn subscribe_participants(
+        &self,
+    ) -> (
+        Vector<Arc<Participant>>,
+        impl Stream<Item = Vec<VectorDiff<Arc<Participant>>>> + use<>,
+    ) {
+        self.observables.subscribe_participants()
+    }
+
+    /// Whether the call has at least one participant.
+    pub fn is_active(&self) -> bool {
+        self.observables.active.get()
+    }
+
+    /// Whether the call has at least one participant, as it changes.
+    pub fn subscribe_active(&self) -> Subscriber<bool> {
+        self.observables.active.subscribe()
+    }
 }

@@ -30,7 +30,11 @@ mod ingest;
 mod outbound;
 mod publish;
 
-pub(crate) use self::{ingest::EventRoute, outbound::Outbound};
+pub(crate) use self::{
+    ingest::{EventRoute, Ingest},
+    outbound::Outbound,
+    publish::publish,
+};
 
 /// One input of the driver task.
 #[derive(Debug)]
@@ -96,7 +100,7 @@ pub(crate) struct Driver {
     client: Client,
     own_user: OwnedUserId,
     own_device: OwnedDeviceId,
-    ingest: ingest::Ingest,
+    ingest: Ingest,
     own: HashMap<CallKey, OwnCall>,
     own_config: OwnMembershipConfig,
     registry: Arc<Registry>,
@@ -117,7 +121,7 @@ impl Driver {
             client,
             own_user,
             own_device,
-            ingest: ingest::Ingest::new(limits),
+            ingest: Ingest::new(limits),
             own: HashMap::new(),
             own_config,
             registry,
@@ -351,7 +355,7 @@ impl Driver {
                 own.machine.handle_own_membership_in_sync(present, now);
             }
         }
-        publish::publish(&self.registry, changes);
+        publish(&self.registry, changes);
         self.ingest.drain_model_diagnostics();
         for diagnostic in self.ingest.diagnostics.drain(..) {
             let _ = self.registry.diagnostics.send(diagnostic);

@@ -22,17 +22,19 @@ mod driver;
 mod error;
 mod events;
 mod observe;
+mod offline;
 mod wire;
 
 pub use matrix_rtc_membership::{
     CallIntent, LeftReason, OwnMembershipConfig, OwnStatus, Participant, SessionChange, Transport,
 };
-pub use matrix_sticky_events::{Limits, Rejection};
+pub use matrix_sticky_events::{Limits, Receipt, Rejection};
 
 pub use self::{
-    call::RtcCall,
+    call::{RtcCall, RtcCallView},
     client::{RtcClient, RtcClientBuilder},
     config::{JoinOptions, RtcConfig},
     error::{Error, Result},
     events::{CallEvent, Diagnostic},
+    offline::{IngestStats, OfflineIngest},
 };

@@ -109,7 +109,26 @@ impl Ingest {
         now: Instant,
         out: &mut Vec<SessionChange>,
     ) {
-        match parse_event(raw.get(), room_id, receipt) {
+        let parsed = parse_event(raw.get(), room_id, receipt);
+        let event_id = if parsed.is_err() {
+            peek_event_id(raw)
+        } else {
+            None
+        };
+        self.handle_parsed(room_id, parsed, event_id, now, out);
+    }
+
+    /// One sticky-channel event, already parsed. `event_id` names a rejected event for the
+    /// diagnostic, when known.
+    pub(crate) fn handle_parsed(
+        &mut self,
+        room_id: &RoomId,
+        parsed: Result<Parsed, Rejection>,
+        event_id: Option<OwnedEventId>,
+        now: Instant,
+        out: &mut Vec<SessionChange>,
+    ) {
+        match parsed {
             Ok(Parsed::Sticky(event)) => {
                 let changes = self.map.handle_event(event, now);
                 let sessions = self.model.handle_sticky_changes(&changes);
@@ -128,7 +147,6 @@ impl Ingest {
             Err(Rejection::NotSticky) => trace!(room = %room_id, "ordinary event ignored"),
             Err(rejection) => {
                 debug!(room = %room_id, %rejection, "sticky event rejected");
-                let event_id = peek_event_id(raw);
                 self.diagnostics.push(Diagnostic::Sticky {
                     room_id: room_id.to_owned(),
                     event_id,

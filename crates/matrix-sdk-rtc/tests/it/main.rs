@@ -3,3 +3,4 @@
 #![recursion_limit = "256"]
 mod calls;
 mod http;
+mod offline;
