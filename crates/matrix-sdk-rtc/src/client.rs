@@ -233,6 +233,9 @@ impl RtcClient {
             outbound,
         );
         let mut tasks = vec![tokio::spawn(driver.run(input_rx, shutdown_rx.clone()))];
+        // Listen for room keys before the first decryption attempt: a key may arrive between
+        // a failed attempt and the subscription.
+        tasks.push(tokio::spawn(forward_room_keys(client.clone(), inputs.clone())));
         let handlers = register_handlers(client, &inputs);
 
         if features.sticky_events && features.sliding_sync {
@@ -434,6 +437,37 @@ fn register_handlers(
         }
     });
     vec![timeline, state]
+}
+
+/// Forwards the room keys the client receives to the driver, so that parked encrypted
+/// envelopes are retried. The stream ends when the olm machine is replaced: subscribe again.
+async fn forward_room_keys(client: Client, inputs: mpsc::UnboundedSender<Input>) {
+    use futures_util::StreamExt as _;
+    loop {
+        let Some(stream) = client.encryption().room_keys_received_stream().await else {
+            // No olm machine (yet): keys cannot arrive either. Look again shortly.
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            continue;
+        };
+        let mut stream = std::pin::pin!(stream);
+        // Keys may have arrived while nobody listened.
+        if inputs.send(Input::RetryParked).is_err() {
+            return;
+        }
+        while let Some(batch) = stream.next().await {
+            let input = match batch {
+                Ok(keys) => {
+                    Input::RoomKeys(keys.into_iter().map(|key| (key.room_id, key.session_id)).collect())
+                }
+                // We missed some: retry everything.
+                Err(_lagged) => Input::RetryParked,
+            };
+            if inputs.send(input).is_err() {
+                return;
+            }
+        }
+        debug!("room key stream ended (olm machine replaced); subscribing again");
+    }
 }
 
 /// Feeds what the store already knows of a room we are in.

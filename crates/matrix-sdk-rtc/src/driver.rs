@@ -6,7 +6,12 @@
 //! requests it spawned. After each input (and after each timeout) it polls the cores for
 //! requests to perform, answers the model's member queries, and publishes the session
 //! changes to the observables.
-use std::{collections::HashMap, pin::pin, sync::Arc, time::Instant};
+use std::{
+    collections::HashMap,
+    pin::pin,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use matrix_rtc_membership::{
     JoinConfig, MembershipContent, OwnMembership, OwnMembershipConfig, OwnStatus, RequestId,
@@ -14,9 +19,9 @@ use matrix_rtc_membership::{
 };
 use matrix_sdk::{
     Client,
-    ruma::{OwnedDeviceId, OwnedRoomId, OwnedUserId},
+    ruma::{OwnedDeviceId, OwnedEventId, OwnedRoomId, OwnedUserId},
 };
-use matrix_sticky_events::{Limits, Receipt};
+use matrix_sticky_events::{EncryptedSticky, Limits, Parsed, Receipt, Rejection, StickyEvent};
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, trace, warn};
@@ -26,6 +31,7 @@ use crate::{
     observe::{CallKey, Registry},
 };
 
+mod decrypt;
 mod ingest;
 mod outbound;
 mod publish;
@@ -71,7 +77,25 @@ pub(crate) enum Input {
         id: RequestId,
         outcome: RequestOutcome,
     },
+    /// An encrypted sticky envelope was decrypted (or the decrypted event was rejected).
+    Decrypted {
+        room_id: OwnedRoomId,
+        event_id: OwnedEventId,
+        result: Result<StickyEvent, Rejection>,
+    },
+    /// An encrypted sticky envelope could not be decrypted (yet): park it.
+    Undecryptable {
+        room_id: OwnedRoomId,
+        envelope: EncryptedSticky,
+    },
+    /// Room keys arrived: `(room, megolm session id)`.
+    RoomKeys(Vec<(OwnedRoomId, String)>),
+    /// Retry every parked envelope (the key stream lagged or was re-subscribed).
+    RetryParked,
 }
+
+/// How often parked envelopes are retried even without news of a key.
+const PARKED_RETRY_INTERVAL: Duration = Duration::from_secs(30);
 
 /// The app asks to join a call: what the driver needs to start our membership.
 #[derive(Debug)]
@@ -105,6 +129,8 @@ pub(crate) struct Driver {
     own_config: OwnMembershipConfig,
     registry: Arc<Registry>,
     outbound: Outbound,
+    parked: decrypt::Parked,
+    parked_retry_at: Option<Instant>,
 }
 
 impl Driver {
@@ -126,6 +152,8 @@ impl Driver {
             own_config,
             registry,
             outbound,
+            parked: decrypt::Parked::default(),
+            parked_retry_at: None,
         }
     }
 
@@ -178,7 +206,7 @@ impl Driver {
             .own
             .values()
             .filter_map(|call| call.machine.next_deadline());
-        own.chain(self.ingest.next_deadline()).min()
+        own.chain(self.ingest.next_deadline()).chain(self.parked_retry_at).min()
     }
 
     fn handle_input(&mut self, input: Input, now: Instant, changes: &mut Vec<SessionChange>) {
@@ -238,6 +266,26 @@ impl Driver {
             }
             Input::Join(request) => self.join(*request, now),
             Input::Leave { call, reply } => self.leave(&call, reply, now),
+            Input::Decrypted { room_id, event_id, result } => {
+                self.parked.finish(&event_id);
+                let parsed = result.map(Parsed::Sticky);
+                self.ingest.handle_parsed(&room_id, parsed, Some(event_id), now, changes);
+            }
+            Input::Undecryptable { room_id, envelope } => {
+                self.parked.finish(&envelope.meta.event_id);
+                self.parked.park(room_id, envelope, now);
+                if !self.parked.is_empty() && self.parked_retry_at.is_none() {
+                    self.parked_retry_at = Some(now + PARKED_RETRY_INTERVAL);
+                }
+            }
+            Input::RoomKeys(keys) => {
+                for (room_id, session_id) in keys {
+                    for envelope in self.parked.take_session(&room_id, &session_id) {
+                        self.ingest.encrypted.push((room_id.clone(), envelope));
+                    }
+                }
+            }
+            Input::RetryParked => self.retry_parked(now),
             Input::Outcome { call, id, outcome } => {
                 if let Some(own) = self.own.get_mut(&call) {
                     own.machine.handle_response(id, outcome, now);
@@ -284,7 +332,16 @@ impl Driver {
         );
     }
 
+    fn retry_parked(&mut self, now: Instant) {
+        self.parked_retry_at = None;
+        let parked = self.parked.take_all(now);
+        self.ingest.encrypted.extend(parked);
+    }
+
     fn handle_timeout(&mut self, now: Instant, changes: &mut Vec<SessionChange>) {
+        if self.parked_retry_at.is_some_and(|at| at <= now) {
+            self.retry_parked(now);
+        }
         self.ingest.handle_timeout(now, changes);
         for call in self.own.values_mut() {
             call.machine.handle_timeout(now);
@@ -359,6 +416,12 @@ impl Driver {
         self.ingest.drain_model_diagnostics();
         for diagnostic in self.ingest.diagnostics.drain(..) {
             let _ = self.registry.diagnostics.send(diagnostic);
+        }
+        for (room_id, envelope) in std::mem::take(&mut self.ingest.encrypted) {
+            if !self.parked.knows(&envelope) {
+                self.parked.start(&envelope);
+                decrypt::spawn_decrypt(&self.client, room_id, envelope, &self.outbound.inputs);
+            }
         }
         while let Some(query) = self.ingest.poll_member_query() {
             self.spawn_member_query(query.room_id, query.user_id);

@@ -4,7 +4,9 @@ use std::time::Instant;
 
 use matrix_rtc_membership::{MemberQuery, RtcMembership, SessionChange};
 use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, RoomId};
-use matrix_sticky_events::{Limits, Parsed, Receipt, Rejection, StickyMap, parse_event};
+use matrix_sticky_events::{
+    EncryptedSticky, Limits, Parsed, Receipt, Rejection, StickyMap, parse_event,
+};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tracing::{debug, trace};
@@ -71,6 +73,8 @@ pub(crate) struct Ingest {
     /// value is an accepted flicker on the wire; we hide it).
     held: Option<Vec<SessionChange>>,
     pub(crate) diagnostics: Vec<Diagnostic>,
+    /// Encrypted envelopes seen in this step, for the driver to decrypt.
+    pub(crate) encrypted: Vec<(OwnedRoomId, EncryptedSticky)>,
 }
 
 impl Ingest {
@@ -80,6 +84,7 @@ impl Ingest {
             model: RtcMembership::new(),
             held: None,
             diagnostics: Vec::new(),
+            encrypted: Vec::new(),
         }
     }
 
@@ -141,8 +146,8 @@ impl Ingest {
                 self.emit(out, sessions);
             }
             Ok(Parsed::Encrypted(envelope)) => {
-                // Decryption of sticky envelopes comes with encrypted-room support.
-                debug!(room = %room_id, event = %envelope.meta.event_id, "encrypted sticky event not handled yet");
+                // Decrypted by the driver, outside this synchronous step.
+                self.encrypted.push((room_id.to_owned(), envelope));
             }
             Err(Rejection::NotSticky) => trace!(room = %room_id, "ordinary event ignored"),
             Err(rejection) => {
