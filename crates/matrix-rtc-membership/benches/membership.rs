@@ -103,6 +103,25 @@ fn workload_path() -> PathBuf {
     dir.join("sticky-large.jsonl")
 }
 
+/// Parses every line and feeds the map only (to tell the model's share); returns the map size.
+fn parse_and_map(lines: &[&str], base: Instant) -> usize {
+    let mut map = StickyMap::new(Limits::default());
+    for (n, line) in lines.iter().enumerate() {
+        let receipt = Receipt::new(base + Duration::from_millis(n as u64), NOW_MS + n as u64);
+        let Ok(batch) = parse_sticky_batch(line, receipt) else {
+            continue;
+        };
+        for room in batch.rooms {
+            for event in room.events {
+                if let Ok(Parsed::Sticky(event)) = event {
+                    black_box(map.handle_event(event, receipt.instant));
+                }
+            }
+        }
+    }
+    map.len()
+}
+
 /// Parses every line, feeds the map and the model; returns the number of participants.
 fn end_to_end(lines: &[&str], base: Instant) -> usize {
     let mut map = StickyMap::new(Limits::default());
@@ -176,6 +195,9 @@ fn large(c: &mut Criterion) {
                 black_box(value);
             }
         });
+    });
+    group.bench_function("parse_map", |b| {
+        b.iter(|| black_box(parse_and_map(&lines, base)))
     });
     group.bench_function("parse_map_model", |b| {
         b.iter(|| black_box(end_to_end(&lines, base)))

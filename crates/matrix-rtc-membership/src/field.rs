@@ -1,6 +1,10 @@
 //! Converting single raw JSON fields, each on its own, with bounded cost.
-use std::fmt;
+use std::{fmt, marker::PhantomData};
 
+use serde::{
+    Deserialize, Deserializer,
+    de::{MapAccess, Visitor, value::MapAccessDeserializer},
+};
 use serde_json::value::RawValue;
 
 /// Why a field could not be read.
@@ -45,11 +49,37 @@ pub(crate) fn millis(raw: Option<&RawValue>) -> Result<u64, FieldError> {
 
 /// Reads a JSON object into `T`. Arrays are refused: serde would read a struct from an
 /// array by position, which would let `["id", ...]` pass for an object.
-pub(crate) fn object<'a, T: serde::Deserialize<'a>>(raw: &'a RawValue) -> Option<T> {
+pub(crate) fn object<'a, T: Deserialize<'a>>(raw: &'a RawValue) -> Option<T> {
     if !is_object(raw) {
         return None;
     }
     serde_json::from_str(raw.get()).ok()
+}
+
+/// `deserialize_with` helper: reads `T` from a JSON object only (serde would otherwise read
+/// a struct from an array by position). `null` and every other type are errors.
+pub(crate) fn map_only<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct ObjectVisitor<T>(PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+        type Value = T;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::deserialize(MapAccessDeserializer::new(map))
+        }
+    }
+
+    deserializer
+        .deserialize_map(ObjectVisitor(PhantomData))
+        .map(Some)
 }
 
 /// Whether the raw JSON is an object (cheap: looks at the first byte only).

@@ -6,22 +6,25 @@ use std::{
 };
 
 use matrix_sticky_events::{Change, Receipt, RemovalReason, StickyEvent};
-use ruma_common::{EventId, OwnedDeviceId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
+use ruma_common::{
+    DeviceId, EventId, OwnedDeviceId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId,
+};
 use tracing::{debug, trace};
 
 use crate::{
     Diagnostic, LeftReason, MemberQuery, MembershipFormat, Participant, RejectReason, Session,
-    SessionChange,
+    SessionChange, legacy_livekit_identity, livekit_identity,
     parse::{
         Join, Outcome,
         legacy::{self, StateKind},
         sticky,
     },
+    wire,
 };
 
 pub(crate) mod slot;
 
-use self::slot::{OrderKey, Slot};
+use self::slot::{ByAge, Group, Slot};
 
 /// The most diagnostics kept until polled; older ones are dropped first.
 const MAX_DIAGNOSTICS: usize = 1024;
@@ -29,22 +32,26 @@ const MAX_DIAGNOSTICS: usize = 1024;
 /// Where a membership comes from, within its room.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) enum EntryKey {
-    /// A sticky map key (the room is implied).
+    /// A sticky map key (the room is implied; `stable`: `m.rtc.member`, else the unstable
+    /// type: the only two member types).
     Sticky {
         sender: OwnedUserId,
-        event_type: String,
+        stable: bool,
         sticky_key: String,
     },
     /// A legacy state key (the type is implied).
     Legacy { state_key: String },
 }
 
-/// A join currently held by a key.
+/// A join currently held by a key: the participant it shows as (built once per event),
+/// plus what the read-time filters and the expiry need.
 #[derive(Debug)]
 struct Entry {
-    sender: OwnedUserId,
-    event_id: OwnedEventId,
-    join: Box<Join>,
+    participant: Arc<Participant>,
+    /// Sticky memberships: it arrived encrypted (rule 5).
+    encrypted: bool,
+    /// Legacy memberships: when `created + expires` passes.
+    deadline: Option<Instant>,
 }
 
 /// What an input means for one key.
@@ -66,9 +73,9 @@ struct Room {
     /// Senders we asked the driver about and got no answer for yet.
     queried: HashSet<OwnedUserId>,
     /// Keys holding a join.
-    entries: HashMap<EntryKey, Entry>,
+    entries: HashMap<Arc<EntryKey>, Entry>,
     /// Keys holding a join, per sender.
-    by_sender: HashMap<OwnedUserId, HashSet<EntryKey>>,
+    by_sender: HashMap<OwnedUserId, HashSet<Arc<EntryKey>>>,
     /// Legacy joins by event ID (for redactions).
     legacy_by_event: HashMap<OwnedEventId, String>,
     slots: BTreeMap<String, Slot>,
@@ -86,21 +93,24 @@ struct Filters<'a> {
 
 impl Filters<'_> {
     /// `Ok` when the join counts now, else why it is hidden.
-    fn check(&self, sender: &UserId, join: &Join) -> Result<(), LeftReason> {
+    fn check(&self, entry: &Entry) -> Result<(), LeftReason> {
+        let participant = &*entry.participant;
         // Rules about the event itself first, so that their diagnostic is reported even
         // while the sender's membership is still unknown.
-        if join.format.is_sticky() && self.encrypted && !join.encrypted {
+        if participant.format.is_sticky() && self.encrypted && !entry.encrypted {
             return Err(LeftReason::Rejected(
                 RejectReason::PlaintextJoinInEncryptedRoom,
             ));
         }
-        if join.format == MembershipFormat::Msc4143 && self.closed_slots.contains(&join.slot_id) {
+        if participant.format == MembershipFormat::Msc4143
+            && self.closed_slots.contains(&participant.slot_id)
+        {
             return Err(LeftReason::SlotClosed);
         }
-        if self.ignored.contains(sender) {
+        if self.ignored.contains(&participant.user_id) {
             return Err(LeftReason::SenderIgnored);
         }
-        if self.members.get(sender) != Some(&true) {
+        if self.members.get(&participant.user_id) != Some(&true) {
             return Err(LeftReason::SenderLeftRoom);
         }
         Ok(())
@@ -170,7 +180,7 @@ impl RtcMembership {
                     };
                     let key = EntryKey::Sticky {
                         sender: old.meta.sender.clone(),
-                        event_type: old.event_type.clone(),
+                        stable: old.event_type == wire::RTC_MEMBER,
                         sticky_key: sticky_key.clone(),
                     };
                     let reason = match reason {
@@ -216,7 +226,7 @@ impl RtcMembership {
         }
         let key = EntryKey::Sticky {
             sender: event.meta.sender.clone(),
-            event_type: event.event_type.clone(),
+            stable: event.event_type == wire::RTC_MEMBER,
             sticky_key: sticky_key.clone(),
         };
         let update = match outcome {
@@ -311,7 +321,7 @@ impl RtcMembership {
         joined: bool,
     ) -> Vec<SessionChange> {
         let mut out = Vec::new();
-        let room = self.rooms.entry(room_id.to_owned()).or_default();
+        let room = room_mut(&mut self.rooms, room_id);
         room.queried.remove(user_id);
         if room.members.insert(user_id.to_owned(), joined) == Some(joined) {
             return out;
@@ -349,32 +359,18 @@ impl RtcMembership {
     #[must_use]
     pub fn set_room_encrypted(&mut self, room_id: &RoomId, encrypted: bool) -> Vec<SessionChange> {
         let mut out = Vec::new();
-        let room = self.rooms.entry(room_id.to_owned()).or_default();
+        let room = room_mut(&mut self.rooms, room_id);
         if room.encrypted == encrypted {
             return out;
         }
         room.encrypted = encrypted;
-        let groups: HashSet<(String, OwnedUserId, OwnedDeviceId)> = room
+        let affected = room
             .entries
             .values()
-            .filter(|entry| entry.join.format.is_sticky() && !entry.join.encrypted)
-            .map(|entry| {
-                (
-                    entry.join.slot_id.clone(),
-                    entry.sender.clone(),
-                    entry.join.device_id.clone(),
-                )
-            })
-            .collect();
-        for (slot_id, user_id, device_id) in groups {
-            self.recompute(
-                room_id,
-                &slot_id,
-                &user_id,
-                &device_id,
-                &LeftReason::Superseded,
-                &mut out,
-            );
+            .filter(|entry| entry.participant.format.is_sticky() && !entry.encrypted)
+            .map(|entry| entry.participant.clone());
+        for participant in distinct_groups(affected) {
+            self.recompute_group_of(room_id, &participant, &LeftReason::Superseded, &mut out);
         }
         out
     }
@@ -388,7 +384,7 @@ impl RtcMembership {
             return out;
         };
         for (key, entry) in &room.entries {
-            if let (Some(deadline), EntryKey::Legacy { state_key }) = (entry.join.deadline, key) {
+            if let (Some(deadline), EntryKey::Legacy { state_key }) = (entry.deadline, &**key) {
                 self.deadlines
                     .remove(&(deadline, room_id.to_owned(), state_key.clone()));
             }
@@ -397,7 +393,7 @@ impl RtcMembership {
             if slot.roster.order.is_empty() {
                 continue;
             }
-            for participant in slot.roster.order.into_values() {
+            for ByAge(participant) in slot.roster.order {
                 out.push(SessionChange::Left {
                     participant,
                     reason: LeftReason::RoomForgotten,
@@ -417,10 +413,11 @@ impl RtcMembership {
     #[must_use]
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<SessionChange> {
         let mut out = Vec::new();
-        while let Some(first) = self.deadlines.first() {
-            if first.0 > now {
-                break;
-            }
+        while self
+            .deadlines
+            .first()
+            .is_some_and(|(deadline, _, _)| *deadline <= now)
+        {
             let Some((_, room_id, state_key)) = self.deadlines.pop_first() else {
                 break;
             };
@@ -494,7 +491,7 @@ impl RtcMembership {
             .get(room_id)
             .and_then(|room| room.slots.get(slot_id))
             .into_iter()
-            .flat_map(|slot| slot.roster.order.values().map(|participant| &**participant))
+            .flat_map(|slot| slot.roster.iter())
     }
 
     // --- internals -----------------------------------------------------------------------
@@ -527,159 +524,108 @@ impl RtcMembership {
         update: Update,
         out: &mut Vec<SessionChange>,
     ) {
-        let room = self.rooms.entry(room_id.to_owned()).or_default();
-        let old = room.entries.remove(&key);
-        if let Some(old) = &old {
-            if let Some(deadline) = old.join.deadline
-                && let EntryKey::Legacy { state_key } = &key
-            {
-                self.deadlines
-                    .remove(&(deadline, room_id.to_owned(), state_key.clone()));
+        // One room lookup for the whole update: the other fields are borrowed beside it.
+        let Self {
+            rooms,
+            ignored,
+            deadlines,
+            queries,
+            ..
+        } = self;
+        let room = room_mut(rooms, room_id);
+        let old = room.entries.remove_entry(&key);
+        if let Some((old_key, old)) = &old {
+            if let (Some(deadline), EntryKey::Legacy { state_key }) = (old.deadline, &**old_key) {
+                deadlines.remove(&(deadline, room_id.to_owned(), state_key.clone()));
             }
-            if old.join.format == MembershipFormat::LegacyState {
-                room.legacy_by_event.remove(&old.event_id);
+            if old.participant.format == MembershipFormat::LegacyState {
+                room.legacy_by_event.remove(&old.participant.event_id);
             }
         }
-        let old_group = old.as_ref().map(|old| {
-            (
-                old.join.slot_id.clone(),
-                old.sender.clone(),
-                old.join.device_id.clone(),
-            )
-        });
 
-        match update {
+        let (sender, event_id, join) = match update {
             Update::Gone(reason) => {
-                let Some((slot_id, user_id, device_id)) = old_group else {
+                let Some((key, old)) = old else {
                     trace!(%room_id, ?reason, "leave for a key without a membership");
                     return;
                 };
-                Self::unregister(room, &key, &slot_id, &user_id, &device_id);
-                self.recompute(room_id, &slot_id, &user_id, &device_id, &reason, out);
+                unregister(room, &key, &old.participant);
+                unindex_sender(room, &key, &old.participant.user_id);
+                self.recompute_group_of(room_id, &old.participant, &reason, out);
+                return;
             }
             Update::Join {
                 sender,
                 event_id,
-                mut join,
-            } => {
-                // Keep the creation time of a sticky member ID across refreshes.
-                if let Some(old) = &old
-                    && join.format.is_sticky()
-                    && old.join.format.is_sticky()
-                    && old.join.member_id == join.member_id
-                    && old.join.slot_id == join.slot_id
-                {
-                    join.created_ts = join.created_ts.min(old.join.created_ts);
-                }
-                if let (Some(deadline), EntryKey::Legacy { state_key }) = (join.deadline, &key) {
-                    self.deadlines
-                        .insert((deadline, room_id.to_owned(), state_key.clone()));
-                    room.legacy_by_event
-                        .insert(event_id.clone(), state_key.clone());
-                } else if let EntryKey::Legacy { state_key } = &key {
-                    room.legacy_by_event
-                        .insert(event_id.clone(), state_key.clone());
-                }
-                let new_group = (join.slot_id.clone(), sender.clone(), join.device_id.clone());
-                let moved = old_group
-                    .as_ref()
-                    .filter(|old_group| **old_group != new_group);
-                if let Some((slot_id, user_id, device_id)) = moved {
-                    Self::unregister(room, &key, slot_id, user_id, device_id);
-                }
-                if old_group.is_none() || moved.is_some() {
-                    let slot = room.slots.entry(new_group.0.clone()).or_default();
-                    let group = slot
-                        .groups
-                        .entry((new_group.1.clone(), new_group.2.clone()))
-                        .or_default();
-                    group.candidates.push(key.clone());
-                }
-                room.by_sender
-                    .entry(sender.clone())
-                    .or_default()
-                    .insert(key.clone());
-
-                // Say why a new join does not show (rule 5, 6, 8, 9), and ask about unknown senders.
-                let filters = Filters {
-                    encrypted: room.encrypted,
-                    members: &room.members,
-                    closed_slots: &room.closed_slots,
-                    ignored: &self.ignored,
-                };
-                let hidden = filters.check(&sender, &join).err();
-                let membership_unknown = !room.members.contains_key(&sender);
-                if membership_unknown && room.queried.insert(sender.clone()) {
-                    self.queries.push_back(MemberQuery {
-                        room_id: room_id.to_owned(),
-                        user_id: sender.clone(),
-                    });
-                }
-                room.entries.insert(
-                    key,
-                    Entry {
-                        sender: sender.clone(),
-                        event_id: event_id.clone(),
-                        join,
-                    },
-                );
-                let hidden_reason = match hidden {
-                    Some(LeftReason::SenderLeftRoom) if !membership_unknown => {
-                        Some(RejectReason::SenderNotJoined)
-                    }
-                    Some(LeftReason::SenderIgnored) => Some(RejectReason::SenderIgnored),
-                    Some(LeftReason::SlotClosed) => Some(RejectReason::SlotClosed),
-                    Some(LeftReason::Rejected(reason)) => Some(reason),
-                    _ => None,
-                };
-                if let Some(reason) = hidden_reason {
-                    self.diagnose(room_id, Some(&event_id), Some(&sender), reason);
-                }
-
-                if let Some((slot_id, user_id, device_id)) = moved {
-                    self.recompute(
-                        room_id,
-                        slot_id,
-                        user_id,
-                        device_id,
-                        &LeftReason::Superseded,
-                        out,
-                    );
-                }
-                let (slot_id, user_id, device_id) = new_group;
-                self.recompute(
-                    room_id,
-                    &slot_id,
-                    &user_id,
-                    &device_id,
-                    &LeftReason::Superseded,
-                    out,
-                );
+                join,
+            } => (sender, event_id, join),
+        };
+        let (key, old) = match old {
+            Some((key, old)) => (key, Some(old)),
+            None => (Arc::new(key), None),
+        };
+        let entry = new_entry(room_id, sender, event_id, *join, old.as_ref());
+        let participant = entry.participant.clone();
+        if let EntryKey::Legacy { state_key } = &*key {
+            if let Some(deadline) = entry.deadline {
+                deadlines.insert((deadline, room_id.to_owned(), state_key.clone()));
             }
+            room.legacy_by_event
+                .insert(participant.event_id.clone(), state_key.clone());
         }
-    }
+        let moved = old.as_ref().filter(|old| {
+            old.participant.slot_id != participant.slot_id
+                || old.participant.device_id != participant.device_id
+        });
+        if let Some(old) = moved {
+            unregister(room, &key, &old.participant);
+        }
+        if old.is_none() || moved.is_some() {
+            register(room, &key, &participant);
+        }
+        if old.is_none() {
+            room.by_sender
+                .entry(participant.user_id.clone())
+                .or_default()
+                .insert(key.clone());
+        }
 
-    /// Removes `key` from the candidates of its device group and from the sender index.
-    fn unregister(
-        room: &mut Room,
-        key: &EntryKey,
-        slot_id: &str,
-        user_id: &UserId,
-        device_id: &OwnedDeviceId,
-    ) {
-        if let Some(slot) = room.slots.get_mut(slot_id)
-            && let Some(group) = slot
-                .groups
-                .get_mut(&(user_id.to_owned(), device_id.clone()))
-        {
-            group.candidates.retain(|candidate| candidate != key);
+        // Say why a new join does not show (rules 5, 6, 8, 9), and ask about unknown senders.
+        let filters = Filters {
+            encrypted: room.encrypted,
+            members: &room.members,
+            closed_slots: &room.closed_slots,
+            ignored,
+        };
+        let hidden = filters.check(&entry).err();
+        // A join that shows has a joined sender: only a hidden one can have an unknown one.
+        let membership_unknown =
+            hidden.is_some() && !room.members.contains_key(&participant.user_id);
+        if membership_unknown && room.queried.insert(participant.user_id.clone()) {
+            queries.push_back(MemberQuery {
+                room_id: room_id.to_owned(),
+                user_id: participant.user_id.clone(),
+            });
         }
-        if let Some(keys) = room.by_sender.get_mut(user_id) {
-            keys.remove(key);
-            if keys.is_empty() {
-                room.by_sender.remove(user_id);
+        room.entries.insert(key, entry);
+        let hidden_reason = match hidden {
+            Some(LeftReason::SenderLeftRoom) if !membership_unknown => {
+                Some(RejectReason::SenderNotJoined)
             }
+            Some(LeftReason::SenderIgnored) => Some(RejectReason::SenderIgnored),
+            Some(LeftReason::SlotClosed) => Some(RejectReason::SlotClosed),
+            Some(LeftReason::Rejected(reason)) => Some(reason),
+            _ => None,
+        };
+        if let Some(reason) = hidden_reason {
+            let (event_id, sender) = (&participant.event_id, &participant.user_id);
+            self.diagnose(room_id, Some(event_id), Some(sender), reason);
         }
+
+        if let Some(old) = &moved {
+            self.recompute_group_of(room_id, &old.participant, &LeftReason::Superseded, out);
+        }
+        self.recompute_group_of(room_id, &participant, &LeftReason::Superseded, out);
     }
 
     /// Re-applies the read-time filters to every membership of `user_id` in `room_id`.
@@ -695,20 +641,13 @@ impl RtcMembership {
         let Some(keys) = room.by_sender.get(user_id) else {
             return;
         };
-        let groups: BTreeSet<(String, OwnedDeviceId)> = keys
+        let affected: Vec<_> = keys
             .iter()
             .filter_map(|key| room.entries.get(key))
-            .map(|entry| (entry.join.slot_id.clone(), entry.join.device_id.clone()))
+            .map(|entry| entry.participant.clone())
             .collect();
-        for (slot_id, device_id) in groups {
-            self.recompute(
-                room_id,
-                &slot_id,
-                user_id,
-                &device_id,
-                &LeftReason::Superseded,
-                out,
-            );
+        for participant in distinct_groups(affected) {
+            self.recompute_group_of(room_id, &participant, &LeftReason::Superseded, out);
         }
     }
 
@@ -719,7 +658,7 @@ impl RtcMembership {
         closed: bool,
         out: &mut Vec<SessionChange>,
     ) {
-        let room = self.rooms.entry(room_id.to_owned()).or_default();
+        let room = room_mut(&mut self.rooms, room_id);
         let changed = if closed {
             room.closed_slots.insert(slot_id.to_owned())
         } else {
@@ -731,7 +670,15 @@ impl RtcMembership {
         let Some(slot) = room.slots.get(slot_id) else {
             return;
         };
-        let groups: Vec<(OwnedUserId, OwnedDeviceId)> = slot.groups.keys().cloned().collect();
+        let groups: Vec<(OwnedUserId, OwnedDeviceId)> = slot
+            .groups
+            .iter()
+            .flat_map(|(user_id, devices)| {
+                devices
+                    .keys()
+                    .map(move |device_id| (user_id.clone(), device_id.clone()))
+            })
+            .collect();
         for (user_id, device_id) in groups {
             self.recompute(
                 room_id,
@@ -744,6 +691,21 @@ impl RtcMembership {
         }
     }
 
+    fn recompute_group_of(
+        &mut self,
+        room_id: &RoomId,
+        participant: &Participant,
+        reason: &LeftReason,
+        out: &mut Vec<SessionChange>,
+    ) {
+        let (slot_id, user_id, device_id) = (
+            &participant.slot_id,
+            &participant.user_id,
+            &participant.device_id,
+        );
+        self.recompute(room_id, slot_id, user_id, device_id, reason, out);
+    }
+
     /// Recomputes the visible participants of one device in one slot and reports the
     /// difference. `reason` is given to participants whose entry is gone from this group.
     /// Cost: O(memberships of this device × log(participants of the slot)).
@@ -752,7 +714,7 @@ impl RtcMembership {
         room_id: &RoomId,
         slot_id: &str,
         user_id: &UserId,
-        device_id: &OwnedDeviceId,
+        device_id: &DeviceId,
         reason: &LeftReason,
         out: &mut Vec<SessionChange>,
     ) {
@@ -776,56 +738,54 @@ impl RtcMembership {
         let Some(slot) = slots.get_mut(slot_id) else {
             return;
         };
-        let group_key = (user_id.to_owned(), device_id.clone());
         let Slot { groups, roster } = slot;
-        let Some(group) = groups.get_mut(&group_key) else {
+        let Some(devices) = groups.get_mut(user_id) else {
+            return;
+        };
+        let Some(group) = devices.get_mut(device_id) else {
             return;
         };
 
-        // The entries that count now; sticky formats hide legacy ones of the same device.
-        let shown: Vec<(&EntryKey, &Entry)> = group
+        // The entries that count now, one per member ID; sticky formats hide legacy ones of
+        // the same device.
+        let shown: Vec<(&Arc<EntryKey>, &Entry)> = group
             .candidates
             .iter()
             .filter_map(|key| entries.get(key).map(|entry| (key, entry)))
-            .filter(|(_, entry)| filters.check(&entry.sender, &entry.join).is_ok())
+            .filter(|(_, entry)| filters.check(entry).is_ok())
             .collect();
-        let any_sticky = shown.iter().any(|(_, entry)| entry.join.format.is_sticky());
-        let mut best: BTreeMap<&str, (&EntryKey, &Entry)> = BTreeMap::new();
+        let any_sticky = shown
+            .iter()
+            .any(|(_, entry)| entry.participant.format.is_sticky());
+        let mut best: Vec<(&Arc<EntryKey>, &Entry)> = Vec::with_capacity(shown.len());
         for (key, entry) in shown {
-            if any_sticky && !entry.join.format.is_sticky() {
+            if any_sticky && !entry.participant.format.is_sticky() {
                 continue;
             }
-            match best.get(entry.join.member_id.as_str()) {
-                Some((best_key, best_entry)) if rank(best_key, best_entry) >= rank(key, entry) => {}
-                _ => {
-                    best.insert(entry.join.member_id.as_str(), (key, entry));
-                }
+            let same_member = best
+                .iter()
+                .position(|(_, b)| b.participant.member_id == entry.participant.member_id);
+            match same_member {
+                Some(i) if rank(best[i].0, best[i].1) >= rank(key, entry) => {}
+                Some(i) => best[i] = (key, entry),
+                None => best.push((key, entry)),
             }
         }
-        let mut new: BTreeMap<String, (EntryKey, Participant)> = best
-            .into_iter()
-            .map(|(member_id, (key, entry))| {
-                (
-                    member_id.to_owned(),
-                    (key.clone(), participant(room_id, entry)),
-                )
-            })
-            .collect();
 
         let before = roster.order.len();
         let mut left = Vec::new();
         let mut updated = Vec::new();
-        let mut joined = Vec::new();
-        let mut visible = Vec::with_capacity(new.len());
-        for (order_key, entry_key) in std::mem::take(&mut group.visible) {
-            let Some(old) = roster.remove(&order_key) else {
-                continue;
-            };
-            match new.remove(&old.member_id) {
+        let mut visible = Vec::with_capacity(best.len());
+        for (old, old_key) in std::mem::take(&mut group.visible) {
+            roster.remove(&old);
+            let same_member = best
+                .iter()
+                .position(|(_, entry)| entry.participant.member_id == old.0.member_id);
+            match same_member {
                 None => {
-                    let why = match entries.get(&entry_key) {
-                        Some(entry) if group.candidates.contains(&entry_key) => {
-                            match filters.check(&entry.sender, &entry.join) {
+                    let why = match entries.get(&old_key) {
+                        Some(entry) if group.candidates.contains(&old_key) => {
+                            match filters.check(entry) {
                                 Ok(()) => LeftReason::Superseded,
                                 Err(hidden) => hidden,
                             }
@@ -833,32 +793,33 @@ impl RtcMembership {
                         _ => reason.clone(),
                     };
                     left.push(SessionChange::Left {
-                        participant: old,
+                        participant: old.0,
                         reason: why,
                     });
                 }
-                Some((key, participant)) => {
-                    let new_order = OrderKey::of(&participant);
-                    if *old == participant {
-                        roster.insert(new_order.clone(), old);
+                Some(i) => {
+                    let (key, entry) = best.swap_remove(i);
+                    let new = &entry.participant;
+                    if Arc::ptr_eq(&old.0, new) || *old.0 == **new {
+                        roster.insert(old.clone());
+                        visible.push((old, key.clone()));
                     } else {
-                        let participant = Arc::new(participant);
-                        roster.insert(new_order.clone(), participant.clone());
+                        roster.insert(ByAge(new.clone()));
+                        visible.push((ByAge(new.clone()), key.clone()));
                         updated.push(SessionChange::Updated {
-                            old,
-                            new: participant,
+                            old: old.0,
+                            new: new.clone(),
                         });
                     }
-                    visible.push((new_order, key));
                 }
             }
         }
-        for (_, (key, participant)) in new {
-            let order = OrderKey::of(&participant);
-            let participant = Arc::new(participant);
-            roster.insert(order.clone(), participant.clone());
-            joined.push(SessionChange::Joined(participant));
-            visible.push((order, key));
+        let mut joined = Vec::with_capacity(best.len());
+        for (key, entry) in best {
+            let new = &entry.participant;
+            roster.insert(ByAge(new.clone()));
+            visible.push((ByAge(new.clone()), key.clone()));
+            joined.push(SessionChange::Joined(new.clone()));
         }
         group.visible = visible;
         let after = roster.order.len();
@@ -880,7 +841,10 @@ impl RtcMembership {
         }
 
         if group.candidates.is_empty() && group.visible.is_empty() {
-            groups.remove(&group_key);
+            devices.remove(device_id);
+            if devices.is_empty() {
+                groups.remove(user_id);
+            }
         }
         if slot.is_unused() {
             slots.remove(slot_id);
@@ -888,29 +852,122 @@ impl RtcMembership {
     }
 }
 
+/// The room, created empty when unknown (without allocating a key when it exists).
+fn room_mut<'a>(rooms: &'a mut HashMap<OwnedRoomId, Room>, room_id: &RoomId) -> &'a mut Room {
+    if !rooms.contains_key(room_id) {
+        rooms.insert(room_id.to_owned(), Room::default());
+    }
+    // Present: inserted just above when it was missing.
+    rooms.get_mut(room_id).expect("the room was just inserted")
+}
+
+/// Builds the entry of a join of `sender` in `room_id`, keeping what a refresh of the same
+/// member carries over from `old`: the creation time and the LiveKit identity.
+fn new_entry(
+    room_id: &RoomId,
+    sender: OwnedUserId,
+    event_id: OwnedEventId,
+    join: Join,
+    old: Option<&Entry>,
+) -> Entry {
+    let same_member = old.map(|old| &*old.participant).filter(|old| {
+        old.format.is_sticky() == join.format.is_sticky()
+            && old.member_id == join.member_id
+            && old.device_id == join.device_id
+            && old.slot_id == join.slot_id
+    });
+    let created_ts = match same_member {
+        // A sticky member keeps its first creation time across refreshes (protocol.md §9.5).
+        Some(old) if join.format.is_sticky() => join.created_ts.min(old.created_ts),
+        _ => join.created_ts,
+    };
+    let livekit_identity = match same_member {
+        Some(old) => old.livekit_identity.clone(),
+        None if join.format.is_sticky() => {
+            livekit_identity(sender.as_str(), join.device_id.as_str(), &join.member_id)
+        }
+        None => legacy_livekit_identity(sender.as_str(), join.device_id.as_str()),
+    };
+    Entry {
+        participant: Arc::new(Participant {
+            room_id: room_id.to_owned(),
+            slot_id: join.slot_id,
+            user_id: sender,
+            device_id: join.device_id,
+            member_id: join.member_id,
+            created_ts,
+            event_id,
+            format: join.format,
+            transports: join.transports,
+            focus_selection: join.focus_selection,
+            call_intent: join.call_intent,
+            livekit_identity,
+            expires_wall_ms: join.expires_wall_ms,
+            suspicious: join.suspicious,
+        }),
+        encrypted: join.encrypted,
+        deadline: join.deadline,
+    }
+}
+
+/// Adds `key` to the candidates of the device group `participant` belongs to.
+fn register(room: &mut Room, key: &Arc<EntryKey>, participant: &Participant) {
+    if !room.slots.contains_key(&participant.slot_id) {
+        room.slots
+            .insert(participant.slot_id.clone(), Slot::default());
+    }
+    let Some(slot) = room.slots.get_mut(&participant.slot_id) else {
+        return;
+    };
+    let devices = match slot.groups.get_mut(&participant.user_id) {
+        Some(devices) => devices,
+        None => slot.groups.entry(participant.user_id.clone()).or_default(),
+    };
+    let group = match devices.get_mut(&participant.device_id) {
+        Some(group) => group,
+        None => devices
+            .entry(participant.device_id.clone())
+            .or_insert_with(Group::default),
+    };
+    group.candidates.push(key.clone());
+}
+
+/// Removes `key` from the candidates of the device group `participant` belongs to.
+fn unregister(room: &mut Room, key: &EntryKey, participant: &Participant) {
+    if let Some(slot) = room.slots.get_mut(&participant.slot_id)
+        && let Some(devices) = slot.groups.get_mut(&participant.user_id)
+        && let Some(group) = devices.get_mut(&participant.device_id)
+    {
+        group.candidates.retain(|candidate| **candidate != *key);
+    }
+}
+
+/// Removes `key` from the sender index.
+fn unindex_sender(room: &mut Room, key: &EntryKey, user_id: &UserId) {
+    if let Some(keys) = room.by_sender.get_mut(user_id) {
+        keys.remove(key);
+        if keys.is_empty() {
+            room.by_sender.remove(user_id);
+        }
+    }
+}
+
+/// One participant per distinct `(slot, device)` group among `participants`.
+fn distinct_groups(
+    participants: impl IntoIterator<Item = Arc<Participant>>,
+) -> Vec<Arc<Participant>> {
+    let mut participants: Vec<_> = participants.into_iter().collect();
+    participants.sort_by(|a, b| {
+        (&a.slot_id, &a.user_id, &a.device_id).cmp(&(&b.slot_id, &b.user_id, &b.device_id))
+    });
+    participants.dedup_by(|a, b| {
+        a.slot_id == b.slot_id && a.user_id == b.user_id && a.device_id == b.device_id
+    });
+    participants
+}
+
 /// Preference between two entries of one member ID: sticky first, then the greater key
 /// (an arbitrary but order-independent choice).
 fn rank<'a>(key: &'a EntryKey, entry: &Entry) -> (bool, &'a EntryKey) {
-    (entry.join.format.is_sticky(), key)
-}
-
-/// The participant an entry shows as.
-fn participant(room_id: &RoomId, entry: &Entry) -> Participant {
-    let join = &entry.join;
-    Participant {
-        room_id: room_id.to_owned(),
-        slot_id: join.slot_id.clone(),
-        user_id: entry.sender.clone(),
-        device_id: join.device_id.clone(),
-        member_id: join.member_id.clone(),
-        created_ts: join.created_ts,
-        event_id: entry.event_id.clone(),
-        format: join.format,
-        transports: join.transports.clone(),
-        focus_selection: join.focus_selection.clone(),
-        call_intent: join.call_intent.clone(),
-        livekit_identity: join.livekit_identity.clone(),
-        expires_wall_ms: join.expires_wall_ms,
-        suspicious: join.suspicious,
-    }
+    (entry.participant.format.is_sticky(), key)
 }

@@ -21,7 +21,6 @@ pub(crate) struct Join {
     pub(crate) transports: Vec<Transport>,
     pub(crate) focus_selection: Option<FocusSelection>,
     pub(crate) call_intent: Option<CallIntent>,
-    pub(crate) livekit_identity: String,
     pub(crate) expires_wall_ms: u64,
     /// Legacy memberships only: when `created + expires` passes, on the monotonic clock.
     pub(crate) deadline: Option<Instant>,

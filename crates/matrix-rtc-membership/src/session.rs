@@ -111,11 +111,7 @@ impl<'a> Session<'a> {
 
     /// The participants, oldest first (ties by user ID, device ID, member ID).
     pub fn participants(&self) -> impl DoubleEndedIterator<Item = &'a Participant> + 'a {
-        self.slot
-            .roster
-            .order
-            .values()
-            .map(|participant| &**participant)
+        self.slot.roster.iter()
     }
 
     /// The oldest participant.
@@ -123,9 +119,8 @@ impl<'a> Session<'a> {
         self.slot
             .roster
             .order
-            .values()
-            .next()
-            .map(|participant| &**participant)
+            .first()
+            .map(|participant| &*participant.0)
     }
 
     /// The distinct users taking part, in the order of their oldest device (a per-user

@@ -1,11 +1,11 @@
 //! Transports (foci): what a member publishes on, and which one to use.
-use std::fmt;
+use std::{borrow::Cow, fmt};
 
 use serde_json::value::RawValue;
 
 use crate::{
     field,
-    wire::{self, TransportObject},
+    wire::{self, FastTransportObject, TransportObject},
 };
 
 /// The most transports kept per membership; more are dropped (bounded memory per member).
@@ -73,6 +73,23 @@ impl Transport {
 
     /// Parses one transport object; `None` when it is not an object with a string `type`.
     pub(crate) fn parse(raw: &RawValue) -> Option<Self> {
+        if let Some(object) = field::object::<FastTransportObject<'_>>(raw) {
+            // One pass for the common shape: every field absent or a string.
+            let transport_type = object.transport_type?.into_owned();
+            if transport_type == wire::TRANSPORT_LIVEKIT
+                && let Some(service_url) = object.livekit_service_url
+            {
+                let alias = object.livekit_alias.map(Cow::into_owned);
+                return Some(Self::LiveKit {
+                    service_url: service_url.into_owned(),
+                    alias,
+                });
+            }
+            return Some(Self::Unknown {
+                transport_type,
+                json: raw.get().to_owned(),
+            });
+        }
         let object: TransportObject<'_> = field::object(raw)?;
         let transport_type = field::string(object.transport_type).ok()?;
         if transport_type == wire::TRANSPORT_LIVEKIT

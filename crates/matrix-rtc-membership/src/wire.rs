@@ -6,8 +6,12 @@
 //! only that field, and the model can say which rule an event broke
 //! (`protocol.md` §5.5: a malformed event affects only its own key).
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+
+use crate::field::map_only;
 
 /// Stable type of the sticky RTC member event (formats A and B).
 pub const RTC_MEMBER: &str = "m.rtc.member";
@@ -139,6 +143,70 @@ pub(crate) struct TransportObject<'a> {
 pub(crate) struct LeaveReasonObject<'a> {
     #[serde(borrow, default)]
     pub(crate) code: Option<&'a RawValue>,
+}
+
+/// Sticky member content read in one pass, for the common well-formed case. Any field of an
+/// unexpected type fails the whole read, and the content is then read field by field with
+/// [`StickyContent`] to say exactly what is wrong. Objects are read with [`map_only`] so that
+/// an array is never taken for an object.
+#[derive(Debug, Deserialize)]
+pub(crate) struct FastStickyContent<'a> {
+    #[serde(borrow, default)]
+    pub(crate) slot_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "map_only")]
+    pub(crate) application: Option<FastApplication<'a>>,
+    #[serde(borrow, default, deserialize_with = "map_only")]
+    pub(crate) member: Option<FastMember<'a>>,
+    #[serde(borrow, default, deserialize_with = "map_only")]
+    pub(crate) transports: Option<FastTransports<'a>>,
+    #[serde(borrow, default)]
+    pub(crate) rtc_transports: Option<Vec<&'a RawValue>>,
+    #[serde(borrow, default)]
+    pub(crate) leave_reason: Option<&'a RawValue>,
+}
+
+/// `member`, read in one pass.
+#[derive(Debug, Deserialize)]
+pub(crate) struct FastMember<'a> {
+    #[serde(borrow, default)]
+    pub(crate) id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) membership: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) user_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) claimed_user_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) device_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) claimed_device_id: Option<Cow<'a, str>>,
+}
+
+/// `application`, read in one pass.
+#[derive(Debug, Deserialize)]
+pub(crate) struct FastApplication<'a> {
+    #[serde(borrow, rename = "type", default)]
+    pub(crate) app_type: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "m.call.intent", default)]
+    pub(crate) call_intent: Option<&'a RawValue>,
+}
+
+/// `transports`, read in one pass.
+#[derive(Debug, Deserialize)]
+pub(crate) struct FastTransports<'a> {
+    #[serde(borrow, default)]
+    pub(crate) published: Option<Vec<&'a RawValue>>,
+}
+
+/// One transport object, read in one pass.
+#[derive(Debug, Deserialize)]
+pub(crate) struct FastTransportObject<'a> {
+    #[serde(borrow, rename = "type", default)]
+    pub(crate) transport_type: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) livekit_service_url: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) livekit_alias: Option<Cow<'a, str>>,
 }
 
 /// A state event (the legacy call member and the RTC slot), as the driver hands it over.

@@ -1,6 +1,7 @@
 //! One `(room, slot)`: its candidate memberships per device and its visible participants.
 use std::{
-    collections::{BTreeMap, HashMap},
+    cmp::Ordering,
+    collections::{BTreeSet, HashMap},
     sync::Arc,
 };
 
@@ -9,23 +10,42 @@ use ruma_common::{OwnedDeviceId, OwnedUserId};
 use super::EntryKey;
 use crate::{CallIntent, Participant};
 
-/// Ordering of participants: oldest first, ties by user, device, member ID.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct OrderKey {
-    pub(crate) created_ts: u64,
-    pub(crate) user_id: OwnedUserId,
-    pub(crate) device_id: OwnedDeviceId,
-    pub(crate) member_id: String,
+/// A participant ordered oldest first: by `(created_ts, user_id, device_id, member_id)`.
+///
+/// Within one slot that tuple is unique (one participant per member ID and device), so the
+/// order is total; the key is the participant itself, so cloning it costs a reference count.
+#[derive(Debug, Clone)]
+pub(crate) struct ByAge(pub(crate) Arc<Participant>);
+
+impl ByAge {
+    fn key(&self) -> (u64, &str, &str, &str) {
+        let p = &*self.0;
+        (
+            p.created_ts,
+            p.user_id.as_str(),
+            p.device_id.as_str(),
+            &p.member_id,
+        )
+    }
 }
 
-impl OrderKey {
-    pub(crate) fn of(participant: &Participant) -> Self {
-        Self {
-            created_ts: participant.created_ts,
-            user_id: participant.user_id.clone(),
-            device_id: participant.device_id.clone(),
-            member_id: participant.member_id.clone(),
-        }
+impl PartialEq for ByAge {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for ByAge {}
+
+impl PartialOrd for ByAge {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ByAge {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.key().cmp(&other.key())
     }
 }
 
@@ -33,15 +53,16 @@ impl OrderKey {
 #[derive(Debug, Default)]
 pub(crate) struct Group {
     /// Every join entry of this device in this slot, visible or not.
-    pub(crate) candidates: Vec<EntryKey>,
+    pub(crate) candidates: Vec<Arc<EntryKey>>,
     /// The participants currently shown for this device, with the entry each comes from.
-    pub(crate) visible: Vec<(OrderKey, EntryKey)>,
+    pub(crate) visible: Vec<(ByAge, Arc<EntryKey>)>,
 }
 
 /// A slot of a room.
 #[derive(Debug, Default)]
 pub(crate) struct Slot {
-    pub(crate) groups: HashMap<(OwnedUserId, OwnedDeviceId), Group>,
+    /// Device groups, by user then device (looked up without building a key).
+    pub(crate) groups: HashMap<OwnedUserId, HashMap<OwnedDeviceId, Group>>,
     pub(crate) roster: Roster,
 }
 
@@ -55,29 +76,32 @@ impl Slot {
 #[derive(Debug, Default)]
 pub(crate) struct Roster {
     /// Visible participants, oldest first.
-    pub(crate) order: BTreeMap<OrderKey, Arc<Participant>>,
+    pub(crate) order: BTreeSet<ByAge>,
     /// How many visible participants give each call intent (`None`: no intent).
     intents: HashMap<Option<CallIntent>, usize>,
 }
 
 impl Roster {
-    pub(crate) fn insert(&mut self, key: OrderKey, participant: Arc<Participant>) {
+    pub(crate) fn insert(&mut self, participant: ByAge) {
         *self
             .intents
-            .entry(participant.call_intent.clone())
+            .entry(participant.0.call_intent.clone())
             .or_default() += 1;
-        self.order.insert(key, participant);
+        self.order.insert(participant);
     }
 
-    pub(crate) fn remove(&mut self, key: &OrderKey) -> Option<Arc<Participant>> {
-        let participant = self.order.remove(key)?;
-        if let Some(count) = self.intents.get_mut(&participant.call_intent) {
+    pub(crate) fn remove(&mut self, participant: &ByAge) -> bool {
+        if !self.order.remove(participant) {
+            return false;
+        }
+        let intent = &participant.0.call_intent;
+        if let Some(count) = self.intents.get_mut(intent) {
             *count -= 1;
             if *count == 0 {
-                self.intents.remove(&participant.call_intent);
+                self.intents.remove(intent);
             }
         }
-        Some(participant)
+        true
     }
 
     /// The intent all visible participants share, if any. O(1).
@@ -86,5 +110,10 @@ impl Roster {
             return None;
         }
         self.intents.keys().next().and_then(Option::as_ref)
+    }
+
+    /// The participants, oldest first.
+    pub(crate) fn iter(&self) -> impl DoubleEndedIterator<Item = &Participant> + '_ {
+        self.order.iter().map(|participant| &*participant.0)
     }
 }

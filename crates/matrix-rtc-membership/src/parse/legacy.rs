@@ -10,7 +10,6 @@ use super::{Join, Outcome};
 use crate::{
     CallIntent, FocusSelection, LeftReason, MembershipFormat, RejectReason, Transport,
     field::{self, FieldError},
-    legacy_livekit_identity,
     wire::{self, FocusActiveObject, LegacyContent, SlotContent, StateEvent, Unsigned},
 };
 
@@ -202,7 +201,6 @@ pub(crate) fn classify(
         Some(call_id) => call_id,
     };
     let slot_id = format!("{application}{}{slot_name}", wire::SLOT_SEPARATOR);
-    let livekit_identity = legacy_livekit_identity(event.sender.as_str(), &device_id);
     let device_id: OwnedDeviceId = device_id.into();
 
     Outcome::Join(Box::new(Join {
@@ -214,7 +212,6 @@ pub(crate) fn classify(
         transports,
         focus_selection,
         call_intent: call_intent.map(CallIntent::from_wire),
-        livekit_identity,
         expires_wall_ms,
         deadline,
         encrypted: false,
