@@ -103,8 +103,36 @@ fn workload_path() -> PathBuf {
     dir.join("sticky-large.jsonl")
 }
 
-/// Parses every line and feeds the map only (to tell the model's share); returns the map size.
-fn parse_and_map(lines: &[&str], base: Instant) -> usize {
+/// The baseline: parse every line into a `serde_json::Value`, and drop it.
+fn baseline(lines: &[&str]) {
+    for line in lines {
+        let value: serde_json::Value = serde_json::from_str(line).expect("valid JSON");
+        black_box(value);
+    }
+}
+
+/// Runs each `large` workload function once, outside criterion, for instruction counts:
+/// `MEMBERSHIP_BENCH_ONCE=1 valgrind --tool=callgrind <bench binary>`, then compare the
+/// inclusive counts of `baseline`, `parse_and_map` and `end_to_end`.
+fn once() {
+    let Ok(text) = std::fs::read_to_string(workload_path()) else {
+        eprintln!("no workload at {}", workload_path().display());
+        return;
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let base = Instant::now();
+    baseline(&lines);
+    let map = parse_and_map(&lines, base);
+    let (map2, model) = end_to_end(&lines, base);
+    eprintln!(
+        "map entries {}, participants {}",
+        map.len(),
+        participants(&map2, &model)
+    );
+}
+
+/// Parses every line and feeds the map only (to tell the model's share); returns the map.
+fn parse_and_map(lines: &[&str], base: Instant) -> StickyMap {
     let mut map = StickyMap::new(Limits::default());
     for (n, line) in lines.iter().enumerate() {
         let receipt = Receipt::new(base + Duration::from_millis(n as u64), NOW_MS + n as u64);
@@ -119,11 +147,12 @@ fn parse_and_map(lines: &[&str], base: Instant) -> usize {
             }
         }
     }
-    map.len()
+    map
 }
 
-/// Parses every line, feeds the map and the model; returns the number of participants.
-fn end_to_end(lines: &[&str], base: Instant) -> usize {
+/// Parses every line, feeds the map and the model; returns both (a client keeps them: their
+/// teardown is not part of ingesting).
+fn end_to_end(lines: &[&str], base: Instant) -> (StickyMap, RtcMembership) {
     let mut map = StickyMap::new(Limits::default());
     let mut model = RtcMembership::new();
     let mut session_changes: Vec<SessionChange> = Vec::new();
@@ -160,6 +189,11 @@ fn end_to_end(lines: &[&str], base: Instant) -> usize {
         black_box(session_changes.len());
         session_changes.clear();
     }
+    (map, model)
+}
+
+/// The number of participants in all sessions.
+fn participants(map: &StickyMap, model: &RtcMembership) -> usize {
     map.rooms()
         .map(|room_id| {
             model
@@ -183,29 +217,28 @@ fn large(c: &mut Criterion) {
     let lines: Vec<&str> = text.lines().collect();
     let base = Instant::now();
     // The workload's end state: 10 000 members, of whom 1 000 left.
-    assert_eq!(end_to_end(&lines, base), 9_000, "unexpected end state");
+    let (map, model) = end_to_end(&lines, base);
+    assert_eq!(participants(&map, &model), 9_000, "unexpected end state");
+    drop((map, model));
 
     let mut group = c.benchmark_group("large");
     group.sample_size(10);
     group.throughput(Throughput::Bytes(text.len() as u64));
-    group.bench_function("serde_json_value_baseline", |b| {
-        b.iter(|| {
-            for line in &lines {
-                let value: serde_json::Value = serde_json::from_str(line).expect("valid JSON");
-                black_box(value);
-            }
-        });
-    });
+    group.bench_function("serde_json_value_baseline", |b| b.iter(|| baseline(&lines)));
     group.bench_function("parse_map", |b| {
-        b.iter(|| black_box(parse_and_map(&lines, base)))
+        b.iter_with_large_drop(|| parse_and_map(&lines, base))
     });
     group.bench_function("parse_map_model", |b| {
-        b.iter(|| black_box(end_to_end(&lines, base)))
+        b.iter_with_large_drop(|| end_to_end(&lines, base))
     });
     group.finish();
 }
 
 fn main() {
+    if std::env::var_os("MEMBERSHIP_BENCH_ONCE").is_some() {
+        once();
+        return;
+    }
     // What `criterion_main!` does, without the undocumented `pub fn` its macros generate.
     let mut criterion = Criterion::default().configure_from_args();
     incremental(&mut criterion);

@@ -95,7 +95,7 @@
 //!
 //! # The own-membership state machine
 //!
-//! (Documented in its section below.)
+//! [`OwnMembership`] keeps our own device in a call; see its documentation.
 #![forbid(unsafe_code)]
 
 // --- membership model (formats, validity, sessions, identity) ---
