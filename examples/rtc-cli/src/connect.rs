@@ -1,0 +1,260 @@
+//! Logging in: reach the homeserver, authenticate, check its features, sync once, start.
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use matrix_sdk::{
+    Client, SessionMeta, SessionTokens,
+    authentication::matrix::MatrixSession,
+    config::{RequestConfig, SyncSettings},
+    ruma::{OwnedDeviceId, OwnedRoomId, OwnedRoomOrAliasId, OwnedUserId, RoomAliasId},
+    store::RoomLoadSettings,
+};
+use matrix_sdk_rtc::{MissingFeature, RtcClient, RtcConfig, ServerFeatures};
+use tokio::task::JoinHandle;
+
+use crate::cli::LoginArgs;
+
+/// How long the first probe of the homeserver may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The long-poll timeout of the main sync loop.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A logged-in client that has synced once, with its RTC driver not started yet (subscribe to
+/// what you need first, then call [`Connected::start`]).
+#[derive(Debug)]
+pub(crate) struct Connected {
+    pub(crate) rtc: RtcClient,
+    pub(crate) user_id: OwnedUserId,
+    pub(crate) device_id: OwnedDeviceId,
+    pub(crate) homeserver: String,
+    next_batch: String,
+    sync: Option<JoinHandle<()>>,
+}
+
+impl Connected {
+    /// Reaches the homeserver, logs in, checks that it offers every feature in `needed`, and
+    /// syncs once.
+    pub(crate) async fn login(login: &LoginArgs, needed: &[MissingFeature]) -> Result<Self> {
+        let homeserver = login.homeserver.clone();
+        let rtc = RtcClient::builder(&homeserver)
+            .config(RtcConfig::default())
+            .build()
+            .await
+            .with_context(|| format!("cannot use the homeserver URL {homeserver}"))?;
+        let client = rtc.client().clone();
+        client
+            .fetch_server_versions(Some(
+                RequestConfig::new().disable_retry().timeout(PROBE_TIMEOUT),
+            ))
+            .await
+            .with_context(|| format!("cannot reach the homeserver at {homeserver}"))?;
+
+        let (user_id, device_id) = match (&login.password, &login.access_token) {
+            (Some(password), _) => {
+                let answer = client
+                    .matrix_auth()
+                    .login_username(&login.user, password)
+                    .initial_device_display_name("rtc command line")
+                    .send()
+                    .await
+                    .with_context(|| {
+                        format!("logging in as {} on {homeserver} failed", login.user)
+                    })?;
+                (answer.user_id, answer.device_id)
+            }
+            (None, Some(token)) => {
+                restore(
+                    &client,
+                    &homeserver,
+                    &login.user,
+                    token,
+                    login.device_id.as_deref(),
+                )
+                .await?
+            }
+            (None, None) => bail!("give --password or --access-token"),
+        };
+
+        let features = rtc
+            .features()
+            .await
+            .with_context(|| format!("reading the features of {homeserver}"))?;
+        require(&features, needed, &homeserver)?;
+
+        let response = client
+            .sync_once(SyncSettings::default().timeout(Duration::ZERO))
+            .await
+            .with_context(|| format!("the first sync with {homeserver} failed"))?;
+        Ok(Self {
+            rtc,
+            user_id,
+            device_id,
+            homeserver,
+            next_batch: response.next_batch,
+            sync: None,
+        })
+    }
+
+    /// Starts the main sync loop and the RTC driver.
+    pub(crate) async fn start(&mut self) -> Result<()> {
+        let client = self.rtc.client().clone();
+        let settings = SyncSettings::default()
+            .token(self.next_batch.clone())
+            .timeout(SYNC_TIMEOUT);
+        self.sync = Some(tokio::spawn(async move {
+            if let Err(error) = client.sync(settings).await {
+                tracing::error!(%error, "the sync loop ended");
+            }
+        }));
+        self.rtc
+            .start()
+            .await
+            .context("starting the rtc driver failed")
+    }
+
+    /// The room ID of `room` (an alias is resolved), checking that we are joined to it.
+    pub(crate) async fn joined_room(&self, room: &OwnedRoomOrAliasId) -> Result<OwnedRoomId> {
+        let room_id = self.room_id(room).await?;
+        let joined = self
+            .rtc
+            .client()
+            .get_room(&room_id)
+            .is_some_and(|room| room.state() == matrix_sdk::RoomState::Joined);
+        if !joined {
+            bail!("{} is not joined to {room}", self.user_id);
+        }
+        Ok(room_id)
+    }
+
+    /// The room ID of `room`, resolving an alias.
+    pub(crate) async fn room_id(&self, room: &OwnedRoomOrAliasId) -> Result<OwnedRoomId> {
+        match OwnedRoomId::try_from(room.as_str()) {
+            Ok(room_id) => Ok(room_id),
+            Err(_) => {
+                let alias = <&RoomAliasId>::try_from(room.as_str())
+                    .with_context(|| format!("{room} is neither a room ID nor an alias"))?;
+                let answer = self
+                    .rtc
+                    .client()
+                    .resolve_room_alias(alias)
+                    .await
+                    .with_context(|| format!("cannot resolve the room alias {room}"))?;
+                Ok(answer.room_id)
+            }
+        }
+    }
+
+    /// Stops the driver and the sync loop, without leaving calls.
+    pub(crate) fn shutdown(&mut self) {
+        self.rtc.shutdown();
+        if let Some(sync) = self.sync.take() {
+            sync.abort();
+        }
+    }
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Restores a session from an access token, asking the server who it belongs to.
+async fn restore(
+    client: &Client,
+    homeserver: &str,
+    user: &str,
+    token: &str,
+    device_id: Option<&str>,
+) -> Result<(OwnedUserId, OwnedDeviceId)> {
+    let user_id = OwnedUserId::try_from(user)
+        .with_context(|| format!("--user must be a full Matrix ID with --access-token: {user}"))?;
+    let device_id = match device_id {
+        Some(device_id) => OwnedDeviceId::from(device_id),
+        None => token_owner(homeserver, &user_id, token).await?,
+    };
+    let session = MatrixSession {
+        meta: SessionMeta {
+            user_id: user_id.clone(),
+            device_id: device_id.clone(),
+        },
+        tokens: SessionTokens {
+            access_token: token.to_owned(),
+            refresh_token: None,
+        },
+    };
+    client
+        .matrix_auth()
+        .restore_session(session, RoomLoadSettings::default())
+        .await
+        .context("restoring the session failed")?;
+    let whoami = client
+        .whoami()
+        .await
+        .with_context(|| format!("{homeserver} refused the access token"))?;
+    if whoami.user_id != user_id {
+        bail!(
+            "the access token belongs to {}, not to {user_id}",
+            whoami.user_id
+        );
+    }
+    if let Some(owner_device) = whoami.device_id
+        && owner_device != device_id
+    {
+        bail!("the access token belongs to device {owner_device}, not to {device_id}");
+    }
+    Ok((user_id, device_id))
+}
+
+/// The device an access token belongs to, from `/whoami` on a throw-away client.
+async fn token_owner(
+    homeserver: &str,
+    user_id: &OwnedUserId,
+    token: &str,
+) -> Result<OwnedDeviceId> {
+    let probe = Client::builder()
+        .homeserver_url(homeserver)
+        .build()
+        .await
+        .with_context(|| format!("cannot use the homeserver URL {homeserver}"))?;
+    let session = MatrixSession {
+        meta: SessionMeta {
+            user_id: user_id.clone(),
+            // Unknown yet: `/whoami` only needs the token.
+            device_id: OwnedDeviceId::from("RTCPROBE"),
+        },
+        tokens: SessionTokens {
+            access_token: token.to_owned(),
+            refresh_token: None,
+        },
+    };
+    probe
+        .matrix_auth()
+        .restore_session(session, RoomLoadSettings::default())
+        .await
+        .context("restoring the session failed")?;
+    let whoami = probe
+        .whoami()
+        .await
+        .with_context(|| format!("{homeserver} refused the access token"))?;
+    whoami.device_id.with_context(
+        || "the server did not say which device the access token belongs to: pass --device-id",
+    )
+}
+
+/// Fails when the server lacks one of `needed`, naming every missing one.
+fn require(features: &ServerFeatures, needed: &[MissingFeature], homeserver: &str) -> Result<()> {
+    let missing: Vec<String> = features
+        .missing()
+        .into_iter()
+        .filter(|feature| needed.contains(feature))
+        .map(|feature| feature.to_string())
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "the homeserver at {homeserver} lacks {}; this command needs it",
+            missing.join(" and ")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,296 @@
+//! How changes, diagnostics and calls are shown: JSON objects, log lines and the table.
+use std::{
+    sync::Arc,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use matrix_rtc_membership::MembershipFormat;
+use matrix_sdk::ruma::RoomId;
+use matrix_sdk_rtc::{Diagnostic, LeftReason, Participant, SessionChange, Transport};
+use serde_json::{Map, Value, json};
+
+/// Widest member ID and transport shown in the table.
+const MEMBER_WIDTH: usize = 14;
+const TRANSPORT_WIDTH: usize = 34;
+
+/// Milliseconds since the Unix epoch now.
+pub(super) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
+/// The time of day (UTC), `HH:MM:SS`.
+pub(super) fn clock() -> String {
+    let seconds = now_ms() / 1_000 % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}",
+        seconds / 3_600,
+        seconds / 60 % 60,
+        seconds % 60
+    )
+}
+
+/// The JSON object for one change (`None` for kinds this version does not know).
+pub(super) fn change_json(change: &SessionChange) -> Option<Value> {
+    let mut object = Map::new();
+    let (event, participant) = match change {
+        SessionChange::SessionStarted { room_id, slot_id } => {
+            return Some(json!({
+                "event": "call_started", "ts": now_ms(), "room_id": room_id, "slot_id": slot_id,
+            }));
+        }
+        SessionChange::SessionEnded { room_id, slot_id } => {
+            return Some(json!({
+                "event": "call_ended", "ts": now_ms(), "room_id": room_id, "slot_id": slot_id,
+            }));
+        }
+        SessionChange::Joined(participant) => ("joined", participant),
+        SessionChange::Updated { new, .. } => ("updated", new),
+        SessionChange::Left {
+            participant,
+            reason,
+        } => {
+            object.insert("reason".into(), left_reason(reason).into());
+            if let LeftReason::Rejected(why) = reason {
+                object.insert("detail".into(), why.to_string().into());
+            }
+            ("left", participant)
+        }
+        _ => return None,
+    };
+    let mut out = Map::new();
+    out.insert("event".into(), event.into());
+    out.insert("ts".into(), now_ms().into());
+    out.extend(participant_fields(participant));
+    out.extend(object);
+    Some(Value::Object(out))
+}
+
+fn participant_fields(participant: &Participant) -> Map<String, Value> {
+    let fields = json!({
+        "room_id": participant.room_id,
+        "slot_id": participant.slot_id,
+        "user_id": participant.user_id,
+        "device_id": participant.device_id,
+        "member_id": participant.member_id,
+        "transport": participant.own_transport().map(transport_text),
+        "created_ts": participant.created_ts,
+        "expires_wall_ms": participant.expires_wall_ms,
+        "event_id": participant.event_id,
+        "format": format_name(participant.format),
+        "call_intent": participant.call_intent.as_ref().map(|intent| intent.as_str()),
+        "livekit_identity": participant.livekit_identity,
+        "suspicious": participant.suspicious,
+    });
+    match fields {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+/// The log line for one change (`None` for kinds this version does not know).
+pub(super) fn change_line(change: &SessionChange) -> Option<String> {
+    Some(match change {
+        SessionChange::SessionStarted { room_id, slot_id } => {
+            format!("call started: {slot_id} in {room_id}")
+        }
+        SessionChange::SessionEnded { room_id, slot_id } => {
+            format!("call ended: {slot_id} in {room_id}")
+        }
+        SessionChange::Joined(p) => format!(
+            "joined: {} ({}) as member {}",
+            p.user_id,
+            p.device_id,
+            short(&p.member_id, MEMBER_WIDTH)
+        ),
+        SessionChange::Updated { new: p, .. } => format!(
+            "updated: {} ({}), expires in {}",
+            p.user_id,
+            p.device_id,
+            until(p.expires_wall_ms)
+        ),
+        SessionChange::Left {
+            participant: p,
+            reason,
+        } => format!(
+            "left: {} ({}), reason: {}",
+            p.user_id,
+            p.device_id,
+            left_reason_text(reason)
+        ),
+        _ => return None,
+    })
+}
+
+/// The room a diagnostic is about.
+pub(super) fn diagnostic_room(diagnostic: &Diagnostic) -> Option<&RoomId> {
+    match diagnostic {
+        Diagnostic::Sticky { room_id, .. } => Some(room_id),
+        Diagnostic::Membership(inner) => Some(&inner.room_id),
+        _ => None,
+    }
+}
+
+/// The JSON object for a rejected event.
+pub(super) fn diagnostic_json(diagnostic: &Diagnostic) -> Value {
+    let (layer, sender, reason) = diagnostic_parts(diagnostic);
+    json!({
+        "event": "rejected",
+        "ts": now_ms(),
+        "layer": layer,
+        "room_id": diagnostic_room(diagnostic),
+        "event_id": diagnostic.event_id(),
+        "sender": sender,
+        "reason": reason,
+    })
+}
+
+/// The log line for a rejected event.
+pub(super) fn diagnostic_line(diagnostic: &Diagnostic) -> String {
+    let (layer, sender, reason) = diagnostic_parts(diagnostic);
+    let event = diagnostic
+        .event_id()
+        .map_or_else(|| "(no event id)".to_owned(), ToString::to_string);
+    let room = diagnostic_room(diagnostic).map_or_else(String::new, ToString::to_string);
+    let sender = sender.map_or_else(String::new, |sender| format!(" from {sender}"));
+    format!("{layer}: {reason}: {event}{sender} in {room}")
+}
+
+fn diagnostic_parts(diagnostic: &Diagnostic) -> (&'static str, Option<String>, String) {
+    match diagnostic {
+        Diagnostic::Sticky { rejection, .. } => ("sticky", None, rejection.to_string()),
+        Diagnostic::Membership(inner) => (
+            "membership",
+            inner.sender.as_ref().map(ToString::to_string),
+            inner.reason.to_string(),
+        ),
+        _ => ("other", None, format!("{diagnostic:?}")),
+    }
+}
+
+/// One call as a table: a heading and a row per participant, oldest first.
+pub(super) fn call_table(
+    room_id: &RoomId,
+    slot_id: &str,
+    participants: &[Arc<Participant>],
+) -> String {
+    let mut out = format!(
+        "CALL {room_id}  {slot_id}  ({} participant{})\n",
+        participants.len(),
+        if participants.len() == 1 { "" } else { "s" }
+    );
+    let user_width = participants
+        .iter()
+        .map(|p| p.user_id.as_str().len())
+        .max()
+        .unwrap_or(4)
+        .clamp(4, 40);
+    let device_width = participants
+        .iter()
+        .map(|p| p.device_id.as_str().len())
+        .max()
+        .unwrap_or(6)
+        .clamp(6, 20);
+    out.push_str(&format!(
+        "  {:user_width$}  {:device_width$}  {:MEMBER_WIDTH$}  {:TRANSPORT_WIDTH$}  {:>9}  {:>9}\n",
+        "USER", "DEVICE", "MEMBER", "TRANSPORT", "JOINED", "EXPIRES"
+    ));
+    for p in participants.iter() {
+        let transport = p
+            .own_transport()
+            .map_or_else(|| "(none)".to_owned(), transport_text);
+        let flag = if p.suspicious { "  suspicious" } else { "" };
+        out.push_str(&format!(
+            "  {:user_width$}  {:device_width$}  {:MEMBER_WIDTH$}  {:TRANSPORT_WIDTH$}  {:>9}  {:>9}{flag}\n",
+            short(p.user_id.as_str(), user_width),
+            short(p.device_id.as_str(), device_width),
+            short(&p.member_id, MEMBER_WIDTH),
+            short(&transport, TRANSPORT_WIDTH),
+            format!("{} ago", age(p.created_ts)),
+            until(p.expires_wall_ms),
+        ));
+    }
+    out
+}
+
+fn transport_text(transport: &Transport) -> String {
+    match transport {
+        Transport::LiveKit { service_url, .. } => service_url.clone(),
+        other => other.transport_type().to_owned(),
+    }
+}
+
+fn format_name(format: MembershipFormat) -> &'static str {
+    match format {
+        MembershipFormat::Msc4143 => "msc4143",
+        MembershipFormat::JsSdk => "js-sdk",
+        MembershipFormat::LegacyState => "legacy",
+        _ => "other",
+    }
+}
+
+/// A stable, machine-readable name for a leave reason.
+fn left_reason(reason: &LeftReason) -> &'static str {
+    match reason {
+        LeftReason::LeaveEvent => "leave_event",
+        LeftReason::DelayedLeaveFired => "delayed_leave_fired",
+        LeftReason::Expired => "expired",
+        LeftReason::Redacted => "redacted",
+        LeftReason::SenderLeftRoom => "sender_left_room",
+        LeftReason::SenderIgnored => "sender_ignored",
+        LeftReason::Evicted => "evicted",
+        LeftReason::RoomForgotten => "room_forgotten",
+        LeftReason::Superseded => "superseded",
+        LeftReason::Rejected(_) => "rejected",
+        LeftReason::SlotClosed => "slot_closed",
+        _ => "other",
+    }
+}
+
+fn left_reason_text(reason: &LeftReason) -> String {
+    match reason {
+        LeftReason::LeaveEvent => {
+            "leave event (explicit, or another device's delayed leave)".into()
+        }
+        LeftReason::DelayedLeaveFired => "our delayed leave fired".into(),
+        LeftReason::Rejected(why) => format!("replaced by an invalid event ({why})"),
+        other => left_reason(other).replace('_', " "),
+    }
+}
+
+/// `text`, cut to `width` characters with an ellipsis.
+fn short(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(width.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// How long ago `ts_ms` was.
+fn age(ts_ms: u64) -> String {
+    human(now_ms().saturating_sub(ts_ms))
+}
+
+/// How long until `ts_ms`.
+fn until(ts_ms: u64) -> String {
+    let now = now_ms();
+    if ts_ms <= now {
+        "now".to_owned()
+    } else {
+        format!("in {}", human(ts_ms - now))
+    }
+}
+
+fn human(ms: u64) -> String {
+    let seconds = ms / 1_000;
+    match seconds {
+        0..60 => format!("{seconds}s"),
+        60..3_600 => format!("{}m{:02}s", seconds / 60, seconds % 60),
+        _ => format!("{}h{:02}m", seconds / 3_600, seconds / 60 % 60),
+    }
+}

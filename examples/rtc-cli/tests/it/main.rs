@@ -1,0 +1,7 @@
+//! Tests of the `rtc` binary: argument and connection errors, `ingest` on generated
+//! workloads, `watch --plain`, `join` and `leave` against a local Synapse, and `demo`.
+mod args;
+mod demo;
+mod ingest;
+mod support;
+mod watch;
