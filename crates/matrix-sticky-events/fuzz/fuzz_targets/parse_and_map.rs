@@ -14,10 +14,10 @@ use std::{
 };
 
 use libfuzzer_sys::fuzz_target;
-use ruma_common::OwnedRoomId;
 use matrix_sticky_events::{
     Change, Limits, Parsed, Receipt, StickyEvent, StickyMap, parse_event, parse_sticky_batch,
 };
+use ruma_common::OwnedRoomId;
 
 const WALL: u64 = 1_795_660_000_000;
 
@@ -45,11 +45,15 @@ fn apply(view: &mut View, changes: &[Change]) {
         match change {
             Change::Added(new) => assert!(view.insert(view_key(new), Arc::clone(new)).is_none()),
             Change::Replaced { old, new } => {
-                let previous = view.insert(view_key(new), Arc::clone(new)).expect("replaced a visible entry");
+                let previous = view
+                    .insert(view_key(new), Arc::clone(new))
+                    .expect("replaced a visible entry");
                 assert!(Arc::ptr_eq(&previous, old));
             }
             Change::Removed { old, .. } => {
-                let previous = view.remove(&view_key(old)).expect("removed a visible entry");
+                let previous = view
+                    .remove(&view_key(old))
+                    .expect("removed a visible entry");
                 assert!(Arc::ptr_eq(&previous, old));
             }
         }
@@ -70,10 +74,17 @@ fuzz_target!(|data: &[u8]| {
     let base = Instant::now();
     let mut elapsed = 0u64;
     // Small caps, so that eviction is exercised too.
-    let mut map = StickyMap::new(Limits { per_sender: 8, per_room: 16, per_room_bytes: 16_384, remembered_redactions: 8 });
+    let mut map = StickyMap::new(Limits {
+        per_sender: 8,
+        per_room: 16,
+        per_room_bytes: 16_384,
+        remembered_redactions: 8,
+    });
     let mut view = View::new();
     for line in data.split(|&b| b == b'\n') {
-        let Ok(text) = std::str::from_utf8(line) else { continue };
+        let Ok(text) = std::str::from_utf8(line) else {
+            continue;
+        };
         elapsed += u64::from(line.first().copied().unwrap_or(0) % 16) * 1_000;
         let now = base + Duration::from_millis(elapsed);
         let receipt = Receipt::new(now, WALL + elapsed);
@@ -96,7 +107,8 @@ fuzz_target!(|data: &[u8]| {
                 Parsed::Redaction(event_id) => map.handle_redaction(&room_id, &event_id, now),
                 Parsed::Encrypted(envelope) => {
                     // Pretend it decrypted to an empty content of another type.
-                    match envelope.into_decrypted(r#"{"type":"fuzz.decrypted","content":{}}"#, None) {
+                    match envelope.into_decrypted(r#"{"type":"fuzz.decrypted","content":{}}"#, None)
+                    {
                         Ok(event) => map.handle_event(event, now),
                         Err(_) => Vec::new(),
                     }
@@ -119,9 +131,13 @@ fuzz_target!(|data: &[u8]| {
     apply(&mut view, &changes);
     check(&map, &view, now);
     let snapshot = map.snapshot(now, WALL + elapsed);
-    let restored = StickyMap::from_snapshot(map.limits(), &snapshot, now, WALL + elapsed).expect("own snapshot");
+    let restored = StickyMap::from_snapshot(map.limits(), &snapshot, now, WALL + elapsed)
+        .expect("own snapshot");
     let mut a: Vec<String> = map.iter().map(|e| e.meta.event_id.to_string()).collect();
-    let mut b: Vec<String> = restored.iter().map(|e| e.meta.event_id.to_string()).collect();
+    let mut b: Vec<String> = restored
+        .iter()
+        .map(|e| e.meta.event_id.to_string())
+        .collect();
     a.sort();
     b.sort();
     assert_eq!(a, b);
