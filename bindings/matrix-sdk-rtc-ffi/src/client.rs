@@ -1,0 +1,355 @@
+//! [`RtcClient`]: a Matrix client restored from the app's session, with its sync loop and the
+//! rtc driver, and every operation on calls.
+use std::{
+    fmt,
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
+
+use futures_util::StreamExt;
+use matrix_sdk::{
+    Client, LoopCtrl, SessionMeta, SessionTokens,
+    authentication::matrix::MatrixSession,
+    config::SyncSettings,
+    ruma::{OwnedDeviceId, OwnedUserId, RoomId, api::error::ErrorKind},
+    store::RoomLoadSettings,
+};
+use matrix_sdk_rtc as rtc;
+use tokio::task::JoinHandle;
+use tracing::{debug, warn};
+
+use crate::{
+    CallActiveListener, CallEvent, CallEventsListener, CallId, ClientConfig, Diagnostic,
+    DiagnosticsListener, JoinConfig, OwnStatus, OwnStatusListener, Participant, ParticipantsDiff,
+    ParticipantsListener, Result, RtcFfiError, ServerFeatures, SessionChange,
+    SessionChangesListener, TaskHandle,
+    runtime::{self, RuntimeDropped},
+};
+
+/// Long-poll timeout of the main sync loop.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Live MatrixRTC call membership for one logged-in device.
+///
+/// Build it with [`build`](Self::build) from a session the app already has, then
+/// [`start`](Self::start) it: that restores the session, runs a first sync, keeps a sync loop
+/// running in the background and starts the rtc driver. Calls are addressed by room ID and
+/// slot ID (`m.call#ROOM` is the room call Element Call uses).
+///
+/// Every `subscribe_*` calls its listener with the current value at once, then with each
+/// change from a background thread, and returns a [`TaskHandle`] that stops it.
+#[derive(uniffi::Object)]
+pub struct RtcClient {
+    rtc: RuntimeDropped<rtc::RtcClient>,
+    session: MatrixSession,
+    /// Serialises [`start`](Self::start) calls.
+    starting: tokio::sync::Mutex<()>,
+    /// The sync loop, while it runs.
+    sync: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl fmt::Debug for RtcClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The session holds the access token: show who we are, never the token.
+        f.debug_struct("RtcClient")
+            .field("user_id", &self.session.meta.user_id)
+            .field("device_id", &self.session.meta.device_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for RtcClient {
+    fn drop(&mut self) {
+        if let Some(sync) = self.sync_task().take() {
+            sync.abort();
+        }
+        self.rtc.shutdown();
+    }
+}
+
+#[uniffi::export(async_runtime = "tokio")]
+impl RtcClient {
+    /// Builds the client from a session the app already has (no login happens here) and
+    /// opens its stores. Nothing is sent until [`start`](Self::start).
+    #[uniffi::constructor]
+    pub async fn build(config: ClientConfig) -> Result<Arc<Self>> {
+        let user_id = OwnedUserId::try_from(config.user_id.as_str()).map_err(|error| {
+            RtcFfiError::InvalidArgument(format!("user id {:?}: {error}", config.user_id))
+        })?;
+        if config.device_id.is_empty() {
+            return Err(RtcFfiError::InvalidArgument(
+                "the device id is empty".to_owned(),
+            ));
+        }
+        let session = MatrixSession {
+            meta: SessionMeta {
+                user_id,
+                device_id: OwnedDeviceId::from(config.device_id.as_str()),
+            },
+            tokens: SessionTokens {
+                access_token: config.access_token,
+                refresh_token: None,
+            },
+        };
+        let mut builder = rtc::RtcClient::builder(config.homeserver_url);
+        if let Some(path) = config.store_path {
+            builder = builder.sqlite_store(path, config.store_passphrase.as_deref());
+        }
+        let rtc = runtime::run(async move { Ok(builder.build().await?) }).await?;
+        Ok(Arc::new(Self {
+            rtc: RuntimeDropped::new(rtc),
+            session,
+            starting: tokio::sync::Mutex::new(()),
+            sync: Mutex::new(None),
+        }))
+    }
+
+    /// Our user ID.
+    pub fn user_id(&self) -> String {
+        self.session.meta.user_id.to_string()
+    }
+
+    /// Our device ID.
+    pub fn device_id(&self) -> String {
+        self.session.meta.device_id.to_string()
+    }
+
+    /// Restores the session (once), runs a first sync, starts the sync loop in the
+    /// background and the rtc driver. Returns once all of them are up. Calling it again while
+    /// running does nothing; after [`stop`](Self::stop) it starts everything again.
+    pub async fn start(self: Arc<Self>) -> Result<()> {
+        runtime::run(async move {
+            let _starting = self.starting.lock().await;
+            let client = self.rtc.client().clone();
+            if client.session_meta().is_none() {
+                client
+                    .matrix_auth()
+                    .restore_session(self.session.clone(), RoomLoadSettings::default())
+                    .await?;
+            }
+            let syncing = self
+                .sync_task()
+                .as_ref()
+                .is_some_and(|sync| !sync.is_finished());
+            if !syncing {
+                let first = client.sync_once(SyncSettings::default()).await?;
+                let sync = tokio::spawn(sync_loop(client, first.next_batch));
+                if let Some(old) = self.sync_task().replace(sync) {
+                    old.abort();
+                }
+            }
+            self.rtc.start().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Stops the sync loop and the rtc driver, *without* leaving calls: the server-side
+    /// delayed leave then ends our memberships, as after a crash. Call
+    /// [`leave`](Self::leave) first for a clean exit. Subscriptions stay open but get no
+    /// more updates until the next [`start`](Self::start).
+    pub fn stop(&self) {
+        if let Some(sync) = self.sync_task().take() {
+            sync.abort();
+        }
+        self.rtc.shutdown();
+    }
+
+    /// What the homeserver offers (fetched once).
+    pub async fn features(self: Arc<Self>) -> Result<ServerFeatures> {
+        runtime::run(async move { Ok(self.rtc.features().await?.into()) }).await
+    }
+
+    /// Joins the call in `slot_id` of `room_id`: schedules our delayed leave (the dead-man
+    /// switch), sends our membership and keeps both alive until [`leave`](Self::leave).
+    /// Returns once we are connected, or fails.
+    pub async fn join(
+        self: Arc<Self>,
+        room_id: String,
+        slot_id: String,
+        config: JoinConfig,
+    ) -> Result<()> {
+        let call = self.call(&room_id, &slot_id)?;
+        runtime::run(async move { Ok(call.join(config.into()).await?) }).await
+    }
+
+    /// Leaves the call in `slot_id` of `room_id`, and returns once our leave is sent. Leaving
+    /// a call we are not in does nothing.
+    pub async fn leave(self: Arc<Self>, room_id: String, slot_id: String) -> Result<()> {
+        let call = self.call(&room_id, &slot_id)?;
+        runtime::run(async move { Ok(call.leave().await?) }).await
+    }
+
+    /// The participants of a call now, oldest first.
+    pub fn participants(&self, room_id: String, slot_id: String) -> Result<Vec<Participant>> {
+        let call = self.call(&room_id, &slot_id)?;
+        Ok(call.participants().into_iter().map(Into::into).collect())
+    }
+
+    /// Whether a call has at least one participant now.
+    pub fn is_call_active(&self, room_id: String, slot_id: String) -> Result<bool> {
+        Ok(self.call(&room_id, &slot_id)?.is_active())
+    }
+
+    /// Our own status in a call now.
+    pub fn own_status(&self, room_id: String, slot_id: String) -> Result<OwnStatus> {
+        Ok(self.call(&room_id, &slot_id)?.own_status().into())
+    }
+
+    /// The calls that have at least one participant now.
+    pub fn active_calls(&self) -> Vec<CallId> {
+        self.rtc
+            .active_calls()
+            .into_iter()
+            .map(|(room_id, slot_id)| CallId {
+                room_id: room_id.to_string(),
+                slot_id,
+            })
+            .collect()
+    }
+
+    /// The participant list of a call: `listener` gets one `Reset` with the whole list now,
+    /// then every batch of changes.
+    pub fn subscribe_participants(
+        &self,
+        room_id: String,
+        slot_id: String,
+        listener: Arc<dyn ParticipantsListener>,
+    ) -> Result<Arc<TaskHandle>> {
+        let call = self.call(&room_id, &slot_id)?;
+        let (values, mut batches) = call.subscribe_participants();
+        listener.on_update(vec![ParticipantsDiff::Reset {
+            values: values.into_iter().map(Into::into).collect(),
+        }]);
+        Ok(spawn_listener(async move {
+            while let Some(batch) = batches.next().await {
+                listener.on_update(batch.into_iter().map(Into::into).collect());
+            }
+        }))
+    }
+
+    /// Whether a call is active: `listener` gets the current value now, then every change.
+    pub fn subscribe_call_active(
+        &self,
+        room_id: String,
+        slot_id: String,
+        listener: Arc<dyn CallActiveListener>,
+    ) -> Result<Arc<TaskHandle>> {
+        let mut active = self.call(&room_id, &slot_id)?.subscribe_active();
+        listener.on_update(active.get());
+        Ok(spawn_listener(async move {
+            while let Some(value) = active.next().await {
+                listener.on_update(value);
+            }
+        }))
+    }
+
+    /// Our own status in a call: `listener` gets the current value now, then every change.
+    pub fn subscribe_own_status(
+        &self,
+        room_id: String,
+        slot_id: String,
+        listener: Arc<dyn OwnStatusListener>,
+    ) -> Result<Arc<TaskHandle>> {
+        let mut status = self.call(&room_id, &slot_id)?.subscribe_own_status();
+        listener.on_update(status.get().into());
+        Ok(spawn_listener(async move {
+            while let Some(value) = status.next().await {
+                listener.on_update(value.into());
+            }
+        }))
+    }
+
+    /// Calls starting and ending across rooms, from now on.
+    pub fn subscribe_call_events(&self, listener: Arc<dyn CallEventsListener>) -> Arc<TaskHandle> {
+        let mut events = self.rtc.subscribe_call_events();
+        spawn_listener(async move {
+            while let Some(event) = events.next().await {
+                if let Some(event) = CallEvent::convert(event) {
+                    listener.on_update(event);
+                }
+            }
+        })
+    }
+
+    /// Every membership change across rooms, from now on.
+    pub fn subscribe_session_changes(
+        &self,
+        listener: Arc<dyn SessionChangesListener>,
+    ) -> Arc<TaskHandle> {
+        let mut changes = self.rtc.subscribe_session_changes();
+        spawn_listener(async move {
+            while let Some(change) = changes.next().await {
+                if let Some(change) = SessionChange::convert(change) {
+                    listener.on_update(change);
+                }
+            }
+        })
+    }
+
+    /// Events that did not count, and why, from now on. Subscribe before
+    /// [`start`](Self::start) to see those of the first sync.
+    pub fn subscribe_diagnostics(&self, listener: Arc<dyn DiagnosticsListener>) -> Arc<TaskHandle> {
+        let mut diagnostics = self.rtc.subscribe_diagnostics();
+        spawn_listener(async move {
+            while let Some(diagnostic) = diagnostics.next().await {
+                listener.on_update(Diagnostic::from(diagnostic));
+            }
+        })
+    }
+}
+
+impl RtcClient {
+    /// The wrapped `matrix_sdk_rtc::RtcClient`, for Rust code linking this crate.
+    pub fn inner(&self) -> &rtc::RtcClient {
+        &self.rtc
+    }
+
+    fn call(&self, room_id: &str, slot_id: &str) -> Result<rtc::RtcCall> {
+        let room_id = RoomId::parse(room_id).map_err(|error| {
+            RtcFfiError::InvalidArgument(format!("room id {room_id:?}: {error}"))
+        })?;
+        Ok(self.rtc.call(&room_id, slot_id)?)
+    }
+
+    fn sync_task(&self) -> MutexGuard<'_, Option<JoinHandle<()>>> {
+        // Nothing panics while holding this lock; a poisoned one still holds a valid handle.
+        self.sync
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Spawns a listener loop on the library's runtime.
+fn spawn_listener(task: impl Future<Output = ()> + Send + 'static) -> Arc<TaskHandle> {
+    Arc::new(TaskHandle::new(runtime::get().spawn(task)))
+}
+
+/// The main sync loop, from the token of the first sync. A failed sync is logged and tried
+/// again (matrix-sdk waits between attempts); an unknown token ends the loop.
+async fn sync_loop(client: Client, token: String) {
+    let settings = SyncSettings::default().token(token).timeout(SYNC_TIMEOUT);
+    let ended = client
+        .sync_with_result_callback(settings, |result| async move {
+            match result {
+                Ok(_) => Ok(LoopCtrl::Continue),
+                Err(error)
+                    if matches!(
+                        error.client_api_error_kind(),
+                        Some(ErrorKind::UnknownToken(_))
+                    ) =>
+                {
+                    Err(error)
+                }
+                Err(error) => {
+                    warn!(%error, "sync failed; trying again");
+                    Ok(LoopCtrl::Continue)
+                }
+            }
+        })
+        .await;
+    match ended {
+        Ok(()) => debug!("the sync loop ended"),
+        Err(error) => warn!(%error, "the sync loop stopped"),
+    }
+}

@@ -1,0 +1,108 @@
+//! Records passed in: how to build a client, how to join a call; and what the server offers.
+use matrix_sdk_rtc as rtc;
+
+/// How to build an [`RtcClient`](crate::RtcClient): a session restored from the app's own
+/// login, and where to keep the client's stores.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct ClientConfig {
+    /// The homeserver's base URL, e.g. `https://matrix.example.org`.
+    pub homeserver_url: String,
+    /// Our user, e.g. `@alice:example.org`.
+    pub user_id: String,
+    /// Our device.
+    pub device_id: String,
+    /// The device's access token.
+    pub access_token: String,
+    /// A folder for the client's SQLite stores (state and crypto). `None` keeps them in
+    /// memory: everything is fetched again at each start.
+    #[uniffi(default)]
+    pub store_path: Option<String>,
+    /// The passphrase encrypting the stores, if any.
+    #[uniffi(default)]
+    pub store_passphrase: Option<String>,
+}
+
+/// How to join a call. Every field is optional: `None` keeps the library's default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, uniffi::Record)]
+pub struct JoinConfig {
+    /// Delay of our delayed leave (the dead-man switch), in ms: how long after a crash the
+    /// server removes us. Default: 10 000.
+    #[uniffi(default)]
+    pub delay_ms: Option<u64>,
+    /// How often the delayed leave is restarted (the heartbeat), in ms. Keep it at most a
+    /// third of the delay. Default: 3 000.
+    #[uniffi(default)]
+    pub restart_interval_ms: Option<u64>,
+    /// Sticky duration of our membership events, in ms (at most an hour). Default: 3 600 000.
+    #[uniffi(default)]
+    pub sticky_duration_ms: Option<u64>,
+    /// The LiveKit service URL we publish on. `None`: the first one the homeserver advertises.
+    #[uniffi(default)]
+    pub transport_url: Option<String>,
+    /// The kind of call we announce.
+    #[uniffi(default)]
+    pub call_intent: Option<crate::CallIntent>,
+}
+
+impl From<JoinConfig> for rtc::JoinOptions {
+    fn from(config: JoinConfig) -> Self {
+        let defaults = rtc::OwnMembershipConfig::default();
+        let timings = rtc::OwnMembershipConfig {
+            delay_ms: config.delay_ms.unwrap_or(defaults.delay_ms),
+            restart_interval_ms: config
+                .restart_interval_ms
+                .unwrap_or(defaults.restart_interval_ms),
+            sticky_duration_ms: config
+                .sticky_duration_ms
+                .unwrap_or(defaults.sticky_duration_ms),
+            ..defaults
+        };
+        let mut options = Self::default().with_timings(timings);
+        if let Some(url) = config.transport_url {
+            options = options.with_transport(rtc::Transport::livekit(url));
+        }
+        if let Some(intent) = config.call_intent {
+            options = options.with_call_intent(intent.into());
+        }
+        options
+    }
+}
+
+/// What the homeserver offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
+pub struct ServerFeatures {
+    /// Sticky events (MSC4354): needed to join.
+    pub sticky_events: bool,
+    /// Simplified sliding sync: the fast path for sticky events.
+    pub sliding_sync: bool,
+    /// Delayed events (MSC4140): the dead-man switch.
+    pub delayed_events: bool,
+    /// The RTC transports endpoint (MSC4143).
+    pub rtc_transports: bool,
+    /// The longest delay the server accepts, in ms, when it says.
+    pub max_delay_ms: Option<u64>,
+    /// How many delayed events a user may have scheduled, when the server says.
+    pub max_scheduled: Option<u64>,
+}
+
+impl From<rtc::ServerFeatures> for ServerFeatures {
+    fn from(features: rtc::ServerFeatures) -> Self {
+        Self {
+            sticky_events: features.sticky_events,
+            sliding_sync: features.sliding_sync,
+            delayed_events: features.delayed_events,
+            rtc_transports: features.rtc_transports,
+            max_delay_ms: features.max_delay_ms,
+            max_scheduled: features.max_scheduled,
+        }
+    }
+}
+
+/// A call: one slot of one room.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct CallId {
+    /// The room.
+    pub room_id: String,
+    /// The slot (`{application}#{name}`).
+    pub slot_id: String,
+}

@@ -1,0 +1,66 @@
+//! [`RtcFfiError`]: every error of this library, flattened to a kind and a message.
+use matrix_sdk_rtc as rtc;
+
+/// What went wrong. A Kotlin exception (`RtcFfiException.*`), a Swift `Error`, a Python
+/// exception: each kind carries a human-readable message.
+#[derive(Debug, thiserror::Error, uniffi::Error)]
+#[uniffi(flat_error)]
+#[non_exhaustive]
+pub enum RtcFfiError {
+    /// An argument is malformed: a room ID, a user ID, a device ID, a slot ID
+    /// (`{application}#{name}`) or a URL.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The client is not started (call `start` first), or it was stopped.
+    #[error("{0}")]
+    NotRunning(String),
+    /// The room is unknown to the client, or we are not joined to it.
+    #[error("{0}")]
+    UnknownRoom(String),
+    /// The room is encrypted: this version cannot encrypt our membership, and never sends it
+    /// in plaintext there.
+    #[error("{0}")]
+    EncryptedRoomNotSupported(String),
+    /// The homeserver lacks something this operation needs (sticky events, a transport).
+    #[error("{0}")]
+    MissingFeature(String),
+    /// Joining the call failed.
+    #[error("{0}")]
+    JoinFailed(String),
+    /// A request to the homeserver failed.
+    #[error("{0}")]
+    Request(String),
+    /// The Matrix client failed: building it, its stores, its session or its sync.
+    #[error("{0}")]
+    Client(String),
+    /// Anything else (a background task that failed, an error kind this version does not
+    /// know).
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<rtc::Error> for RtcFfiError {
+    fn from(error: rtc::Error) -> Self {
+        let message = error.to_string();
+        match error {
+            rtc::Error::NotLoggedIn | rtc::Error::DriverStopped => Self::NotRunning(message),
+            rtc::Error::UnknownRoom(_) => Self::UnknownRoom(message),
+            rtc::Error::EncryptedRoomNotSupported(_) => Self::EncryptedRoomNotSupported(message),
+            rtc::Error::MissingFeature(_) => Self::MissingFeature(message),
+            rtc::Error::InvalidSlot(_) => Self::InvalidArgument(message),
+            rtc::Error::JoinFailed(_) => Self::JoinFailed(message),
+            rtc::Error::Request(_) => Self::Request(message),
+            rtc::Error::Sdk(_) | rtc::Error::ClientBuild(_) => Self::Client(message),
+            _ => Self::Other(message),
+        }
+    }
+}
+
+impl From<matrix_sdk::Error> for RtcFfiError {
+    fn from(error: matrix_sdk::Error) -> Self {
+        Self::Client(error.to_string())
+    }
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = RtcFfiError> = std::result::Result<T, E>;

@@ -1,0 +1,56 @@
+//! [`OwnStatus`]: where our own membership of a call stands.
+use matrix_sdk_rtc as rtc;
+
+/// Where our own membership of a call stands.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum OwnStatus {
+    /// Not in the call (never joined, left, or our membership ended).
+    Disconnected,
+    /// Getting into the call: after `join`, and again while re-joining after our membership
+    /// was lost.
+    Connecting,
+    /// In the call.
+    Connected {
+        /// `true` while our delayed leave (the dead-man switch) is armed and confirmed: a
+        /// crash then removes us within its delay. `false` when the server has no delayed
+        /// events (a crash leaves a ghost until our membership expires).
+        dead_man_switch: bool,
+    },
+    /// Leaving: after `leave`, until our leave is out.
+    Disconnecting,
+    /// We meant to be in the call, but the server has probably sent our delayed leave (the
+    /// network or the server is failing). The library keeps trying.
+    ProbablyLeft,
+    /// Something failed.
+    Error {
+        /// What failed.
+        message: String,
+        /// `true`: the library keeps retrying more slowly. `false`: the server refused our
+        /// join or leave for good; nothing happens until the next `join` or `leave`.
+        retrying: bool,
+    },
+    /// A status this version of the bindings does not know.
+    Other {
+        /// Its debug description.
+        description: String,
+    },
+}
+
+impl From<rtc::OwnStatus> for OwnStatus {
+    fn from(status: rtc::OwnStatus) -> Self {
+        match status {
+            rtc::OwnStatus::Disconnected => Self::Disconnected,
+            rtc::OwnStatus::Connecting => Self::Connecting,
+            rtc::OwnStatus::Connected { dead_man_switch } => Self::Connected { dead_man_switch },
+            rtc::OwnStatus::Disconnecting => Self::Disconnecting,
+            rtc::OwnStatus::ProbablyLeft => Self::ProbablyLeft,
+            rtc::OwnStatus::Error { error, retrying } => Self::Error {
+                message: error.to_string(),
+                retrying,
+            },
+            other => Self::Other {
+                description: format!("{other:?}"),
+            },
+        }
+    }
+}

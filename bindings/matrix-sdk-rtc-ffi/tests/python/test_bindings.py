@@ -1,0 +1,334 @@
+"""The Python bindings against a real Synapse: run through `ffi-test-runner`, which provides the
+homeserver, two users (A and B) and a shared room in `RTC_TEST_*` variables.
+
+Usage: ffi-test-runner python3 test_bindings.py GENERATED_PYTHON_DIR
+
+Each step is a test; a failed step fails every later one (they build on each other). Prints
+`N passed, N failed` and exits non-zero on any failure.
+"""
+
+import asyncio
+import gc
+import os
+import sys
+import threading
+import traceback
+
+sys.path.insert(0, sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(__file__))
+
+import matrix_sdk_rtc_ffi as rtc  # noqa: E402  (the path is set just above)
+
+TIMEOUT = 30.0
+ENV = os.environ
+
+
+class Recorder:
+    """Collects what a listener receives (on a library thread) and wakes the asyncio loop."""
+
+    def __init__(self, loop, apply):
+        self.loop = loop
+        self.apply = apply
+        self.changed = asyncio.Event()
+        self.updates = 0
+        self.threads = set()
+
+    def push(self, value):
+        self.threads.add(threading.get_ident())
+        self.loop.call_soon_threadsafe(self._apply, value)
+
+    def _apply(self, value):
+        self.updates += 1
+        self.apply(value)
+        self.changed.set()
+
+    async def wait_for(self, what, predicate, timeout=TIMEOUT):
+        deadline = self.loop.time() + timeout
+        while not predicate():
+            remaining = deadline - self.loop.time()
+            if remaining <= 0:
+                raise AssertionError(f"timed out waiting for {what}")
+            self.changed.clear()
+            try:
+                await asyncio.wait_for(self.changed.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+
+
+def apply_diff(rows, diff):
+    """Applies one ParticipantsDiff to a Python list, as a mobile app would."""
+    D = rtc.ParticipantsDiff
+    if isinstance(diff, D.RESET):
+        rows[:] = diff.values
+    elif isinstance(diff, D.APPEND):
+        rows.extend(diff.values)
+    elif isinstance(diff, D.CLEAR):
+        rows.clear()
+    elif isinstance(diff, D.PUSH_FRONT):
+        rows.insert(0, diff.value)
+    elif isinstance(diff, D.PUSH_BACK):
+        rows.append(diff.value)
+    elif isinstance(diff, D.POP_FRONT):
+        rows.pop(0)
+    elif isinstance(diff, D.POP_BACK):
+        rows.pop()
+    elif isinstance(diff, D.INSERT):
+        rows.insert(diff.index, diff.value)
+    elif isinstance(diff, D.SET):
+        rows[diff.index] = diff.value
+    elif isinstance(diff, D.REMOVE):
+        del rows[diff.index]
+    elif isinstance(diff, D.TRUNCATE):
+        del rows[diff.length:]
+    else:
+        raise AssertionError(f"unknown diff {diff!r}")
+
+
+class Participants(rtc.ParticipantsListener):
+    def __init__(self, loop):
+        self.rows = []
+        self.batches = []
+        self.recorder = Recorder(loop, self._apply)
+
+    def on_update(self, diffs):
+        self.recorder.push(diffs)
+
+    def _apply(self, diffs):
+        self.batches.append(diffs)
+        for diff in diffs:
+            apply_diff(self.rows, diff)
+
+    def users(self):
+        return [row.user_id for row in self.rows]
+
+
+class Latest:
+    """The latest value of a scalar stream, and every value seen."""
+
+    def __init__(self, loop):
+        self.values = []
+        self.recorder = Recorder(loop, self.values.append)
+
+    def on_update(self, value):
+        self.recorder.push(value)
+
+    @property
+    def latest(self):
+        return self.values[-1] if self.values else None
+
+
+class Active(Latest, rtc.CallActiveListener):
+    pass
+
+
+class Status(Latest, rtc.OwnStatusListener):
+    pass
+
+
+class Diagnostics(Latest, rtc.DiagnosticsListener):
+    pass
+
+
+class CallEvents(Latest, rtc.CallEventsListener):
+    pass
+
+
+class SessionChanges(Latest, rtc.SessionChangesListener):
+    pass
+
+
+def config_for(who):
+    return rtc.ClientConfig(
+        homeserver_url=ENV["RTC_TEST_HOMESERVER_URL"],
+        user_id=ENV[f"RTC_TEST_{who}_USER_ID"],
+        device_id=ENV[f"RTC_TEST_{who}_DEVICE_ID"],
+        access_token=ENV[f"RTC_TEST_{who}_ACCESS_TOKEN"],
+        store_path=os.path.join(ENV["RTC_TEST_STORE_DIR"], f"python-{who}"),
+        store_passphrase="python test passphrase",
+    )
+
+
+FAST = rtc.JoinConfig(delay_ms=3000, restart_interval_ms=1000)
+
+
+class Suite:
+    def __init__(self):
+        self.room = ENV["RTC_TEST_ROOM_ID"]
+        self.slot = ENV["RTC_TEST_SLOT_ID"]
+        self.handles = []
+
+    async def expect_error(self, kind, call):
+        try:
+            await call()
+        except kind as error:
+            assert str(error), f"{kind.__name__} without a message"
+            return
+        raise AssertionError(f"expected {kind.__name__}")
+
+    async def test_build_and_typed_errors(self):
+        loop = asyncio.get_running_loop()
+        self.loop = loop
+        bad = config_for("A")
+        bad.user_id = "not a user id"
+        await self.expect_error(rtc.RtcFfiError.InvalidArgument, lambda: rtc.RtcClient.build(bad))
+        self.a = await rtc.RtcClient.build(config_for("A"))
+        self.b = await rtc.RtcClient.build(config_for("B"))
+        assert self.a.user_id() == ENV["RTC_TEST_A_USER_ID"]
+        assert self.a.device_id() == ENV["RTC_TEST_A_DEVICE_ID"]
+        await self.expect_error(
+            rtc.RtcFfiError.InvalidArgument, lambda: self.a.join("not-a-room", self.slot, FAST))
+        await self.expect_error(
+            rtc.RtcFfiError.InvalidArgument, lambda: self.a.join(self.room, "no-slot", FAST))
+        await self.expect_error(
+            rtc.RtcFfiError.NotRunning, lambda: self.a.join(self.room, self.slot, FAST))
+        try:
+            self.a.participants("not-a-room", self.slot)
+            raise AssertionError("expected InvalidArgument from a sync method")
+        except rtc.RtcFfiError.InvalidArgument:
+            pass
+
+    async def test_start_and_diagnostics(self):
+        self.diagnostics = Diagnostics(self.loop)
+        self.handles.append(self.a.subscribe_diagnostics(self.diagnostics))
+        await asyncio.gather(self.a.start(), self.b.start())
+        await self.a.start()  # a second start does nothing
+        features = await self.a.features()
+        assert features.sticky_events and features.delayed_events, features
+        bad = ENV["RTC_TEST_BAD_EVENT_ID"]
+        await self.diagnostics.recorder.wait_for(
+            "the bad membership's diagnostic",
+            lambda: any(d.event_id == bad for d in self.diagnostics.values))
+        found = next(d for d in self.diagnostics.values if d.event_id == bad)
+        assert found.kind == rtc.DiagnosticKind.MEMBERSHIP, found
+        assert found.room_id == self.room and found.reason, found
+
+    async def test_join_and_see_own_entry(self):
+        self.participants = Participants(self.loop)
+        self.active = Active(self.loop)
+        self.status = Status(self.loop)
+        self.call_events = CallEvents(self.loop)
+        self.changes = SessionChanges(self.loop)
+        self.handles += [
+            self.a.subscribe_participants(self.room, self.slot, self.participants),
+            self.a.subscribe_call_active(self.room, self.slot, self.active),
+            self.a.subscribe_own_status(self.room, self.slot, self.status),
+            self.a.subscribe_call_events(self.call_events),
+            self.a.subscribe_session_changes(self.changes),
+        ]
+        # Each subscription delivered its current value before returning.
+        for listener in (self.participants, self.active, self.status):
+            await listener.recorder.wait_for("the current value", lambda: listener.recorder.updates)
+        first = self.participants.batches[0]
+        assert len(first) == 1 and isinstance(first[0], rtc.ParticipantsDiff.RESET), first
+        assert self.participants.rows == []
+        assert self.active.latest is False
+        assert isinstance(self.status.latest, rtc.OwnStatus.DISCONNECTED), self.status.latest
+
+        await self.a.join(self.room, self.slot, FAST)
+        status = self.a.own_status(self.room, self.slot)
+        assert isinstance(status, rtc.OwnStatus.CONNECTED) and status.dead_man_switch, status
+        me = ENV["RTC_TEST_A_USER_ID"]
+        await self.participants.recorder.wait_for(
+            "A's own entry", lambda: me in self.participants.users())
+        own = self.participants.rows[0]
+        assert own.device_id == ENV["RTC_TEST_A_DEVICE_ID"], own
+        assert own.room_id == self.room and own.slot_id == self.slot, own
+        assert own.transport_service_url == "https://lk.invalid", own
+        assert own.member_id and own.livekit_identity and own.created_ts > 0, own
+        assert own.format == "js-sdk", own
+        await self.active.recorder.wait_for("the call to be active", lambda: self.active.latest)
+        await self.status.recorder.wait_for(
+            "A connected", lambda: isinstance(self.status.latest, rtc.OwnStatus.CONNECTED))
+        assert self.a.is_call_active(self.room, self.slot)
+        assert [c.room_id for c in self.a.active_calls()] == [self.room]
+        await self.call_events.recorder.wait_for(
+            "the call to start",
+            lambda: any(isinstance(e, rtc.CallEvent.STARTED) for e in self.call_events.values))
+        # Live updates come from the library's own threads.
+        main_thread = threading.get_ident()
+        assert self.participants.recorder.threads - {main_thread}, "no update from a library thread"
+
+    async def test_second_participant_joins(self):
+        await self.b.join(self.room, self.slot, FAST)
+        other = ENV["RTC_TEST_B_USER_ID"]
+        await self.participants.recorder.wait_for(
+            "B in A's list", lambda: other in self.participants.users())
+        assert sorted(self.participants.users()) == sorted([ENV["RTC_TEST_A_USER_ID"], other])
+        snapshot = self.a.participants(self.room, self.slot)
+        assert [p.user_id for p in snapshot] == self.participants.users(), snapshot
+
+    async def test_second_participant_leaves(self):
+        other = ENV["RTC_TEST_B_USER_ID"]
+        await self.b.leave(self.room, self.slot)
+        assert isinstance(self.b.own_status(self.room, self.slot), rtc.OwnStatus.DISCONNECTED)
+        await self.participants.recorder.wait_for(
+            "B gone from A's list", lambda: other not in self.participants.users())
+        assert self.participants.users() == [ENV["RTC_TEST_A_USER_ID"]]
+        await self.changes.recorder.wait_for(
+            "B's leave with its reason",
+            lambda: any(isinstance(c, rtc.SessionChange.LEFT) and c.participant.user_id == other
+                        for c in self.changes.values))
+        left = next(c for c in self.changes.values
+                    if isinstance(c, rtc.SessionChange.LEFT) and c.participant.user_id == other)
+        assert isinstance(left.reason, rtc.LeftReason.LEAVE_EVENT), left.reason
+
+    async def test_leave(self):
+        await self.a.leave(self.room, self.slot)
+        await self.status.recorder.wait_for(
+            "A disconnected", lambda: isinstance(self.status.latest, rtc.OwnStatus.DISCONNECTED))
+        await self.participants.recorder.wait_for(
+            "an empty list", lambda: self.participants.rows == [])
+        await self.active.recorder.wait_for("the call to end", lambda: self.active.latest is False)
+        await self.call_events.recorder.wait_for(
+            "the call-ended event",
+            lambda: any(isinstance(e, rtc.CallEvent.ENDED) for e in self.call_events.values))
+        await self.a.leave(self.room, self.slot)  # leaving again does nothing
+
+    async def test_close_handles(self):
+        for handle in self.handles:
+            handle.cancel()
+            handle.cancel()  # twice is harmless
+        for handle in self.handles:
+            deadline = self.loop.time() + TIMEOUT
+            while not handle.is_finished():
+                assert self.loop.time() < deadline, "a cancelled task did not finish"
+                await asyncio.sleep(0.01)
+        self.handles.clear()
+        self.a.stop()
+        self.b.stop()
+        self.a.stop()  # twice is harmless
+        await self.expect_error(
+            rtc.RtcFfiError.NotRunning, lambda: self.a.join(self.room, self.slot, FAST))
+        del self.a, self.b
+        gc.collect()
+
+
+async def main():
+    suite = Suite()
+    tests = [name for name in dir(Suite) if name.startswith("test_")]
+    tests.sort(key=lambda name: Suite.__dict__[name].__code__.co_firstlineno)
+    passed = failed = 0
+    broken = None
+    for name in tests:
+        if broken is not None:
+            print(f"FAIL {name}: not run, {broken} failed")
+            failed += 1
+            continue
+        try:
+            await asyncio.wait_for(getattr(suite, name)(), 120)
+            print(f"ok   {name}")
+            passed += 1
+        except Exception:  # noqa: BLE001  (report every failure, then go on)
+            print(f"FAIL {name}")
+            traceback.print_exc()
+            failed += 1
+            broken = name
+    for handle in suite.handles:
+        handle.cancel()
+    print(f"{passed} passed, {failed} failed", flush=True)
+    return failed
+
+
+if __name__ == "__main__":
+    if ENV.get("RTC_TEST_LOG"):
+        rtc.init_logging(ENV["RTC_TEST_LOG"])
+    sys.exit(1 if asyncio.run(main()) else 0)
