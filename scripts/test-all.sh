@@ -21,5 +21,8 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 step "doc tests"
 cargo test --workspace --doc --locked
 
+step "fuzzing the sticky-event parser and map (bounded)"
+bash scripts/fuzz-smoke.sh 30
+
 step "tests (unit, property, integration against a local Synapse)"
 cargo nextest run --workspace --locked --no-fail-fast
