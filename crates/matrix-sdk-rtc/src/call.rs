@@ -95,9 +95,10 @@ impl RtcCall {
     /// membership, and keeps both alive until [`leave`](Self::leave). Returns once we are
     /// connected (or the join failed).
     ///
-    /// Fails at once in an encrypted room (this version cannot encrypt our membership, and
-    /// never sends it in plaintext there), when the server lacks sticky events, or when no
-    /// transport is given and the server advertises none.
+    /// In an encrypted room our membership (and our leaves) are encrypted, never sent in
+    /// plaintext. Fails at once in an encrypted room when the client was not built by
+    /// [`RtcClient::builder`] (see [`RtcClient::new`]), when the server lacks sticky events,
+    /// or when no transport is given and the server advertises none.
     pub async fn join(&self, options: JoinOptions) -> Result<()> {
         let client = self.rtc.client();
         let (Some(user_id), Some(device_id)) = (client.user_id(), client.device_id()) else {
@@ -107,7 +108,9 @@ impl RtcCall {
             .get_room(&self.key.room_id)
             .filter(|room| room.state() == RoomState::Joined)
             .ok_or_else(|| Error::UnknownRoom(self.key.room_id.clone()))?;
-        if room.latest_encryption_state().await?.is_encrypted() {
+        // We encrypt our membership with the olm machine of a client we built; a client
+        // built elsewhere cannot, and we never send plaintext into an encrypted room.
+        if room.latest_encryption_state().await?.is_encrypted() && self.rtc.encryptor().is_none() {
             return Err(Error::EncryptedRoomNotSupported(self.key.room_id.clone()));
         }
         let features = self.rtc.features().await?;

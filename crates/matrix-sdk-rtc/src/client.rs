@@ -24,6 +24,7 @@ use crate::{
     CallEvent, Diagnostic, Error, HomeserverApi, Result, RtcCall, RtcConfig, ServerFeatures,
     SideSync, SideSyncStatus,
     driver::{Driver, EventRoute, Input, Outbound},
+    encryption::Encryptor,
     observe::{CallKey, Registry},
 };
 
@@ -71,6 +72,8 @@ struct Inner {
     features: OnceCell<ServerFeatures>,
     side_sync_status: eyeball::SharedObservable<SideSyncStatus>,
     running: Mutex<Option<Running>>,
+    /// Our handle on the client's olm machine: only for clients built by [`RtcClientBuilder`].
+    encryptor: Option<Encryptor>,
 }
 
 /// What `start` set up, torn down on shutdown or drop.
@@ -114,9 +117,9 @@ fn receipt_now() -> Receipt {
 
 /// Builds a `matrix_sdk::Client` together with its [`RtcClient`].
 ///
-/// Building the client here (rather than wrapping one) is what lets later versions of this
-/// crate encrypt our membership in encrypted rooms: the encryption route needs a handle on
-/// the client's stores that only its builder can keep.
+/// Building the client here (rather than wrapping one) is what lets this crate encrypt our
+/// membership in encrypted rooms: the encryption route needs a handle on the client's olm
+/// machine that only its builder can keep.
 #[derive(Debug)]
 pub struct RtcClientBuilder {
     homeserver_url: String,
@@ -143,12 +146,23 @@ impl RtcClientBuilder {
     /// Builds the `matrix_sdk::Client` and the [`RtcClient`] around it. The client is not
     /// logged in yet.
     pub async fn build(self) -> Result<RtcClient> {
-        let mut builder = Client::builder().homeserver_url(&self.homeserver_url);
-        if let Some((path, passphrase)) = &self.sqlite_store {
-            builder = builder.sqlite_store(path, passphrase.as_deref());
-        }
-        let client = builder.build().await?;
-        Ok(RtcClient::new(client, self.config))
+        // We build the base client ourselves and keep a clone: after login its olm machine is
+        // the client's, which is how we encrypt our membership (see `encryption.rs`).
+        let sqlite = self
+            .sqlite_store
+            .as_ref()
+            .map(|(path, passphrase)| (path.as_path(), passphrase.as_deref()));
+        let base = crate::encryption::base_client(sqlite).await?;
+        let client = Client::builder()
+            .homeserver_url(&self.homeserver_url)
+            .base_client(base.clone())
+            .build()
+            .await?;
+        Ok(RtcClient::with_encryptor(
+            client,
+            self.config,
+            Some(Encryptor::new(base)),
+        ))
     }
 }
 
@@ -163,8 +177,15 @@ impl RtcClient {
     }
 
     /// Wraps a client built elsewhere. Such a client can observe every room, and join calls
-    /// in unencrypted rooms.
+    /// in unencrypted rooms only: matrix-sdk offers no public way to the olm machine of a
+    /// client it built, so we could not encrypt our membership, and joining an encrypted
+    /// room fails with [`Error::EncryptedRoomNotSupported`] (we never send it in plaintext).
+    /// Build the client with [`RtcClient::builder`] to join calls in encrypted rooms.
     pub fn new(client: Client, config: RtcConfig) -> Self {
+        Self::with_encryptor(client, config, None)
+    }
+
+    fn with_encryptor(client: Client, config: RtcConfig, encryptor: Option<Encryptor>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 api: HomeserverApi::new(client.clone()),
@@ -174,6 +195,7 @@ impl RtcClient {
                 features: OnceCell::new(),
                 side_sync_status: eyeball::SharedObservable::new(SideSyncStatus::Stopped),
                 running: Mutex::new(None),
+                encryptor,
             }),
         }
     }
@@ -222,6 +244,7 @@ impl RtcClient {
             api: self.inner.api.clone(),
             inputs: inputs.clone(),
             txn_prefix: uuid::Uuid::new_v4().simple().to_string()[..12].into(),
+            encryptor: self.inner.encryptor.clone(),
         };
         let driver = Driver::new(
             client.clone(),
@@ -356,6 +379,11 @@ impl RtcClient {
 
     pub(crate) fn api(&self) -> &HomeserverApi {
         &self.inner.api
+    }
+
+    /// Our handle on the client's olm machine, when we built the client.
+    pub(crate) fn encryptor(&self) -> Option<&Encryptor> {
+        self.inner.encryptor.as_ref()
     }
 
     pub(crate) fn send_input(&self, input: Input) -> Result<()> {

@@ -13,9 +13,12 @@ pub enum Error {
     /// The room is not known to the client, or we are not joined to it.
     #[error("room {0} is unknown or not joined")]
     UnknownRoom(OwnedRoomId),
-    /// The room is encrypted and this client cannot encrypt our membership. We never send a
+    /// The room is encrypted and this client cannot encrypt our membership: only a client
+    /// built by [`RtcClient::builder`](crate::RtcClient::builder) can. We never send a
     /// membership in plaintext into an encrypted room.
-    #[error("joining calls in encrypted rooms is not supported yet (room {0})")]
+    #[error(
+        "cannot encrypt our membership in room {0} (needs a client built by RtcClient::builder)"
+    )]
     EncryptedRoomNotSupported(OwnedRoomId),
     /// The server offers neither sticky events nor legacy state memberships we could use.
     #[error("the server lacks a feature this operation needs: {0}")]

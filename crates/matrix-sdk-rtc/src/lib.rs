@@ -19,6 +19,7 @@ mod call;
 mod client;
 mod config;
 mod driver;
+mod encryption;
 mod error;
 mod events;
 mod observe;

@@ -1,15 +1,20 @@
 //! The sending half of the driver: performs the requests the own-membership machines ask
 //! for and reports each outcome back to the driver.
-use std::sync::Arc;
+use std::{sync::Arc, time::Instant};
 
 use matrix_rtc_membership::{MembershipContent, OwnRequest, OwnRequestKind, RequestOutcome};
 use matrix_sdk::ruma::{OwnedRoomId, OwnedTransactionId};
 use serde_json::value::{RawValue, to_raw_value};
 use tokio::sync::mpsc;
-use tracing::{Instrument, debug, info_span};
+use tracing::{Instrument, debug, info_span, warn};
 
 use super::Input;
-use crate::{DelayId, DelayedEventAction, HomeserverApi, RequestError, observe::CallKey};
+use crate::{
+    DelayId, DelayedEventAction, HomeserverApi, RequestError,
+    encryption::{Encryptor, RoomSendLock},
+    observe::CallKey,
+    requests::millis,
+};
 
 /// Everything a request task needs.
 #[derive(Debug, Clone)]
@@ -19,6 +24,41 @@ pub(crate) struct Outbound {
     /// Prefix of our transaction IDs: unique per driver run, so that a restarted app never
     /// reuses a transaction ID of an earlier run (the server would answer with the old event).
     pub(crate) txn_prefix: Arc<str>,
+    /// Our handle on the client's olm machine (clients built by `RtcClientBuilder` only):
+    /// without it, nothing is sent into encrypted rooms.
+    pub(crate) encryptor: Option<Encryptor>,
+}
+
+/// An event ready to send.
+struct Prepared {
+    event_type: &'static str,
+    body: Box<RawValue>,
+    /// Set in an encrypted room.
+    encrypted: Option<Encrypted>,
+}
+
+/// An encrypted event: the room's send lock, held until the send's answer, and timings.
+struct Encrypted {
+    _lock: RoomSendLock,
+    started: Instant,
+    locked: Instant,
+    encrypted: Instant,
+}
+
+impl Prepared {
+    /// After the send: releases the room's send lock, and logs what encryption cost.
+    fn finish(self, ok: bool) {
+        if let Some(encrypted) = self.encrypted {
+            let now = Instant::now();
+            debug!(
+                ok,
+                wait_ms = millis(encrypted.locked - encrypted.started),
+                encrypt_ms = millis(encrypted.encrypted - encrypted.locked),
+                send_ms = millis(now - encrypted.encrypted),
+                "encrypted send"
+            );
+        }
+    }
 }
 
 impl Outbound {
@@ -56,28 +96,30 @@ impl Outbound {
         content: &MembershipContent,
         request: &OwnRequest,
     ) -> RequestOutcome {
-        let event_type = matrix_rtc_membership::wire::RTC_MEMBER_UNSTABLE;
         let result = match request.kind() {
             OwnRequestKind::ScheduleDelayedLeave {
                 txn_id,
                 delay_ms,
                 sticky_duration_ms,
             } => {
-                let body = match raw(&content.sticky_leave()) {
-                    Ok(body) => body,
+                // In an encrypted room the leave is encrypted now, with the room key of now.
+                let event = match self.prepare(room_id, &content.sticky_leave()).await {
+                    Ok(event) => event,
                     Err(outcome) => return outcome,
                 };
-                self.api
+                let sent = self
+                    .api
                     .send_sticky_delayed(
                         room_id,
-                        event_type,
+                        event.event_type,
                         &self.txn_id(&content.member_id, txn_id.get()),
-                        &body,
+                        &event.body,
                         ms(*sticky_duration_ms),
                         ms(*delay_ms),
                     )
-                    .await
-                    .map(|delay_id| RequestOutcome::scheduled(core_delay_id(&delay_id)))
+                    .await;
+                event.finish(sent.is_ok());
+                sent.map(|delay_id| RequestOutcome::scheduled(core_delay_id(&delay_id)))
             }
             OwnRequestKind::SendJoin {
                 txn_id,
@@ -87,39 +129,25 @@ impl Outbound {
                 txn_id,
                 sticky_duration_ms,
             } => {
-                let body = match raw(&content.sticky_join()) {
-                    Ok(body) => body,
-                    Err(outcome) => return outcome,
-                };
-                self.api
-                    .send_sticky(
-                        room_id,
-                        event_type,
-                        &self.txn_id(&content.member_id, txn_id.get()),
-                        &body,
-                        ms(*sticky_duration_ms),
-                    )
-                    .await
-                    .map(|event_id| RequestOutcome::sent(event_id.to_string()))
+                self.send_now(
+                    room_id,
+                    &content.sticky_join(),
+                    &self.txn_id(&content.member_id, txn_id.get()),
+                    *sticky_duration_ms,
+                )
+                .await
             }
             OwnRequestKind::SendLeave {
                 txn_id,
                 sticky_duration_ms,
             } => {
-                let body = match raw(&content.sticky_leave()) {
-                    Ok(body) => body,
-                    Err(outcome) => return outcome,
-                };
-                self.api
-                    .send_sticky(
-                        room_id,
-                        event_type,
-                        &self.txn_id(&content.member_id, txn_id.get()),
-                        &body,
-                        ms(*sticky_duration_ms),
-                    )
-                    .await
-                    .map(|event_id| RequestOutcome::sent(event_id.to_string()))
+                self.send_now(
+                    room_id,
+                    &content.sticky_leave(),
+                    &self.txn_id(&content.member_id, txn_id.get()),
+                    *sticky_duration_ms,
+                )
+                .await
             }
             OwnRequestKind::RestartDelayedLeave { delay_id } => {
                 self.manage(delay_id, DelayedEventAction::Restart).await
@@ -134,6 +162,90 @@ impl Outbound {
         match result {
             Ok(outcome) => outcome,
             Err(error) => outcome_of(&error),
+        }
+    }
+
+    /// Sends a sticky member event now (encrypted in an encrypted room).
+    async fn send_now(
+        &self,
+        room_id: &OwnedRoomId,
+        content: &serde_json::Value,
+        txn_id: &OwnedTransactionId,
+        sticky_duration_ms: u64,
+    ) -> Result<RequestOutcome, RequestError> {
+        let event = match self.prepare(room_id, content).await {
+            Ok(event) => event,
+            Err(outcome) => return Ok(outcome),
+        };
+        let sent = self
+            .api
+            .send_sticky(
+                room_id,
+                event.event_type,
+                txn_id,
+                &event.body,
+                ms(sticky_duration_ms),
+            )
+            .await;
+        event.finish(sent.is_ok());
+        sent.map(|event_id| RequestOutcome::sent(event_id.to_string()))
+    }
+
+    /// The event to send for `content`: as is in an unencrypted room, encrypted in an
+    /// encrypted one. Never plaintext in an encrypted room: when we cannot encrypt (or cannot
+    /// tell whether the room is encrypted) this is the failed outcome to report.
+    async fn prepare(
+        &self,
+        room_id: &OwnedRoomId,
+        content: &serde_json::Value,
+    ) -> Result<Prepared, RequestOutcome> {
+        let event_type = matrix_rtc_membership::wire::RTC_MEMBER_UNSTABLE;
+        let body = raw(content)?;
+        let client = self.api.client();
+        let Some(room) = client.get_room(room_id) else {
+            warn!(room = %room_id, "not sending into a room the client does not know (is it encrypted?)");
+            return Err(local_failure());
+        };
+        let encrypted = match room.latest_encryption_state().await {
+            Ok(state) => state.is_encrypted(),
+            Err(error) => {
+                warn!(room = %room_id, %error, "could not learn whether the room is encrypted; not sending");
+                return Err(RequestOutcome::Network);
+            }
+        };
+        if !encrypted {
+            return Ok(Prepared {
+                event_type,
+                body,
+                encrypted: None,
+            });
+        }
+        let Some(encryptor) = &self.encryptor else {
+            warn!(room = %room_id, "cannot encrypt in this room (client not built by RtcClient::builder); not sending");
+            return Err(local_failure());
+        };
+        let started = Instant::now();
+        let mut lock = encryptor.lock_room(room).await;
+        let locked = Instant::now();
+        match lock.encrypt(client, event_type, &body).await {
+            Ok(body) => Ok(Prepared {
+                event_type: crate::wire::ROOM_ENCRYPTED,
+                body,
+                encrypted: Some(Encrypted {
+                    _lock: lock,
+                    started,
+                    locked,
+                    encrypted: Instant::now(),
+                }),
+            }),
+            Err(error) => {
+                warn!(room = %room_id, %error, "could not encrypt our membership; not sending");
+                Err(match error.request_error() {
+                    Some(error) => outcome_of(error),
+                    None if error.is_transient() => RequestOutcome::Network,
+                    None => local_failure(),
+                })
+            }
         }
     }
 
@@ -159,10 +271,15 @@ fn core_delay_id(delay_id: &DelayId) -> matrix_rtc_membership::DelayId {
 
 fn raw(value: &serde_json::Value) -> Result<Box<RawValue>, RequestOutcome> {
     // Serialising a `Value` cannot fail; map it to a local error rather than panic.
-    to_raw_value(value).map_err(|_| RequestOutcome::Http {
+    to_raw_value(value).map_err(|_| local_failure())
+}
+
+/// A failure of ours that no retry fixes (the machine treats it as a refusal).
+fn local_failure() -> RequestOutcome {
+    RequestOutcome::Http {
         status: 0,
         errcode: None,
-    })
+    }
 }
 
 /// What a failed request means to the own-membership machine.

@@ -9,7 +9,7 @@ use matrix_sdk_rtc::{JoinOptions, LeftReason, OwnMembershipConfig, OwnStatus, Se
 use rtc_test_homeserver::TestHomeserver;
 use serde_json::json;
 
-mod support;
+pub(crate) mod support;
 use self::support::{
     Peer, fast_timings, has_user, init_tracing, next_matching, shared_room, wait_for_participants,
 };
@@ -417,52 +417,6 @@ async fn hostile_member_events_produce_diagnostics_and_disturb_nobody() {
     assert_eq!(after[0].user_id.as_str(), alice.user_id);
     assert_eq!(after[0].member_id, alice_member_id);
     drop(a);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn joining_in_an_encrypted_room_is_refused_and_sends_nothing() {
-    init_tracing();
-    let hs = TestHomeserver::start().await.expect("synapse starts");
-    let (alice, bob) = (
-        hs.register_user("alice").await.unwrap(),
-        hs.register_user("bob").await.unwrap(),
-    );
-    let options = rtc_test_homeserver::CreateRoomOptions {
-        encrypted: true,
-        invite: vec![bob.user_id.clone()],
-        ..Default::default()
-    };
-    let room_id = hs.create_room(&alice, options).await.expect("room created");
-    hs.join_room(&bob, &room_id).await.expect("bob joins");
-    let room_id = matrix_sdk::ruma::OwnedRoomId::try_from(room_id.as_str()).unwrap();
-    let a = Peer::start(&hs, &alice).await;
-    let a_call = a.room_call(&room_id).await;
-
-    let error = a_call
-        .join(JoinOptions::default())
-        .await
-        .expect_err("joining must fail");
-    assert!(
-        matches!(error, matrix_sdk_rtc::Error::EncryptedRoomNotSupported(ref id) if *id == room_id),
-        "{error}"
-    );
-    assert_eq!(a_call.own_status(), OwnStatus::Disconnected);
-    // Nothing was scheduled on the server either.
-    let (status, body) = hs
-        .request(
-            rtc_test_homeserver::Method::GET,
-            "/_matrix/client/unstable/org.matrix.msc4140/delayed_events",
-            Some(&alice.access_token),
-            None,
-        )
-        .await
-        .unwrap();
-    assert_eq!(status, 200);
-    assert_eq!(
-        body["delayed_events"].as_array().map(Vec::len),
-        Some(0),
-        "{body}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,5 +2,6 @@
 // matrix-sdk's sync future is deep: proving it `Send` for `tokio::spawn` needs more room.
 #![recursion_limit = "256"]
 mod calls;
+mod encrypted;
 mod http;
 mod offline;

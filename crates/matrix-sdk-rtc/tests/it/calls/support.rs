@@ -61,6 +61,11 @@ impl Peer {
             .build()
             .await
             .expect("client builds");
+        Self::start_client(user, rtc).await
+    }
+
+    /// Like [`start`](Self::start), with a client that is built but not logged in yet.
+    pub(crate) async fn start_client(user: &TestUser, rtc: RtcClient) -> Self {
         let session = MatrixSession {
             meta: SessionMeta {
                 user_id: OwnedUserId::try_from(user.user_id.as_str()).expect("valid user id"),

@@ -1,0 +1,444 @@
+//! Calls in encrypted rooms, between real clients on a real Synapse: our membership goes out
+//! as `m.room.encrypted` with the sticky object in clear, never in plaintext, and the other
+//! members' ordinary matrix-sdk clients decrypt it.
+use matrix_rtc_membership::wire::RTC_MEMBER_UNSTABLE;
+use matrix_sdk::{
+    deserialized_responses::EncryptionInfo,
+    ruma::{
+        OwnedRoomId,
+        events::{AnySyncTimelineEvent, room::encrypted::OriginalSyncRoomEncryptedEvent},
+        serde::Raw,
+    },
+};
+use matrix_sdk_rtc::{
+    Error, JoinOptions, LeftReason, OwnMembershipConfig, OwnStatus, RtcClient, RtcConfig,
+    SessionChange,
+};
+use rtc_test_homeserver::{
+    CreateRoomOptions, Method, TestHomeserver, TestUser, encode_path_segment,
+};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::calls::support::{
+    EVENTUALLY, Peer, fast_timings, has_user, init_tracing, next_matching, wait_for_participants,
+};
+
+/// A room of `creator` with encryption on from the start, that every one of `others` joined.
+async fn encrypted_room(
+    hs: &TestHomeserver,
+    creator: &TestUser,
+    others: &[&TestUser],
+) -> OwnedRoomId {
+    let options = CreateRoomOptions {
+        encrypted: true,
+        invite: others.iter().map(|user| user.user_id.clone()).collect(),
+        ..CreateRoomOptions::default()
+    };
+    let room_id = hs
+        .create_room(creator, options)
+        .await
+        .expect("room created");
+    for user in others {
+        hs.join_room(user, &room_id).await.expect("joined");
+    }
+    OwnedRoomId::try_from(room_id.as_str()).expect("valid room id")
+}
+
+/// A client built by our builder, with its SQLite stores in the server's run directory.
+///
+/// Without a passphrase: with one, opening the four stores derives a key four times, which
+/// takes about 12 s per client in a debug build (unoptimised dependencies).
+async fn sqlite_peer(hs: &TestHomeserver, user: &TestUser) -> Peer {
+    let stores = hs.run_dir().join(format!("stores-{}", user.localpart));
+    let rtc = RtcClient::builder(hs.base_url())
+        .sqlite_store(&stores, None)
+        .build()
+        .await
+        .expect("client builds");
+    Peer::start_client(user, rtc).await
+}
+
+/// An RTC member event a client decrypted in its ordinary sync.
+#[derive(Debug)]
+struct Decrypted {
+    event: Value,
+    sender_device: Option<String>,
+}
+
+/// Every RTC member event `peer`'s sync decrypts, from now on.
+fn decrypted_member_events(peer: &Peer) -> mpsc::UnboundedReceiver<Decrypted> {
+    let (sender, receiver) = mpsc::unbounded_channel();
+    peer.rtc.client().add_event_handler(
+        move |raw: Raw<AnySyncTimelineEvent>, info: Option<EncryptionInfo>| {
+            let sender = sender.clone();
+            async move {
+                let Some(info) = info else { return };
+                let event: Value = raw.deserialize_as_unchecked().expect("event is JSON");
+                if event["type"] == RTC_MEMBER_UNSTABLE {
+                    let sender_device = info.sender_device.map(|device| device.to_string());
+                    let _ = sender.send(Decrypted {
+                        event,
+                        sender_device,
+                    });
+                }
+            }
+        },
+    );
+    receiver
+}
+
+/// The next decrypted member event from `user_id` that `pick` accepts.
+async fn next_decrypted(
+    events: &mut mpsc::UnboundedReceiver<Decrypted>,
+    user_id: &str,
+    what: &str,
+    pick: impl Fn(&Value) -> bool,
+) -> Decrypted {
+    let found = tokio::time::timeout(EVENTUALLY, async {
+        while let Some(decrypted) = events.recv().await {
+            if decrypted.event["sender"] == user_id && pick(&decrypted.event["content"]) {
+                return Some(decrypted);
+            }
+        }
+        None
+    })
+    .await;
+    match found {
+        Ok(Some(decrypted)) => decrypted,
+        Ok(None) => panic!("event handler gone before {what}"),
+        Err(_) => panic!("timed out waiting for {what}"),
+    }
+}
+
+/// One event as the server stores it (`GET /rooms/{room}/event/{event}`).
+async fn raw_event(hs: &TestHomeserver, user: &TestUser, room_id: &str, event_id: &str) -> Value {
+    let path = format!(
+        "/_matrix/client/v3/rooms/{}/event/{}",
+        encode_path_segment(room_id),
+        encode_path_segment(event_id)
+    );
+    let (status, event) = hs
+        .request(Method::GET, &path, Some(&user.access_token), None)
+        .await
+        .expect("request sent");
+    assert_eq!(status, 200, "{event}");
+    event
+}
+
+/// The room's timeline events `sender` sent, newest first (`GET /messages`).
+async fn events_of(
+    hs: &TestHomeserver,
+    reader: &TestUser,
+    room_id: &str,
+    sender: &str,
+) -> Vec<Value> {
+    let path = format!(
+        "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=1000",
+        encode_path_segment(room_id)
+    );
+    let (status, page) = hs
+        .request(Method::GET, &path, Some(&reader.access_token), None)
+        .await
+        .expect("request sent");
+    assert_eq!(status, 200, "{page}");
+    page["chunk"]
+        .as_array()
+        .expect("a chunk")
+        .iter()
+        .filter(|event| event["sender"] == sender)
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_membership_is_encrypted_on_the_wire_and_decrypted_by_the_others() {
+    init_tracing();
+    let hs = TestHomeserver::start().await.expect("synapse starts");
+    let (alice, bob) = (
+        hs.register_user("alice").await.unwrap(),
+        hs.register_user("bob").await.unwrap(),
+    );
+    let room_id = encrypted_room(&hs, &alice, &[&bob]).await;
+    let (a, b) = tokio::join!(sqlite_peer(&hs, &alice), sqlite_peer(&hs, &bob));
+    let mut b_decrypted = decrypted_member_events(&b);
+    let a_call = a.room_call(&room_id).await;
+    // Bob's client must know the room to decrypt in it.
+    b.room_call(&room_id).await;
+
+    a_call
+        .join(JoinOptions::default().with_timings(fast_timings()))
+        .await
+        .expect("alice joins the call in an encrypted room");
+    assert_eq!(
+        a_call.own_status(),
+        OwnStatus::Connected {
+            dead_man_switch: true
+        }
+    );
+
+    // Bob's ordinary sync decrypts alice's join, sent by alice's device.
+    let join = next_decrypted(
+        &mut b_decrypted,
+        &alice.user_id,
+        "alice's join",
+        |content| content.get("application").is_some(),
+    )
+    .await;
+    assert_eq!(
+        join.sender_device.as_deref(),
+        Some(alice.device_id.as_str())
+    );
+    let content = &join.event["content"];
+    assert_eq!(content["member"]["user_id"], alice.user_id.as_str());
+    assert_eq!(content["member"]["device_id"], alice.device_id.as_str());
+    let member_id = content["member"]["id"].as_str().expect("a member id");
+    assert_eq!(content["msc4354_sticky_key"], member_id);
+    assert_eq!(content["sticky_key"], member_id);
+    let join_id = join.event["event_id"].as_str().expect("an event id");
+
+    // On the wire: an encrypted envelope with the sticky object in clear.
+    let envelope = raw_event(&hs, &bob, room_id.as_str(), join_id).await;
+    assert_eq!(envelope["type"], "m.room.encrypted", "{envelope}");
+    assert_eq!(envelope["content"]["algorithm"], "m.megolm.v1.aes-sha2");
+    assert!(
+        envelope["msc4354_sticky"]["duration_ms"]
+            .as_u64()
+            .is_some_and(|duration| duration > 0),
+        "no sticky object on the envelope: {envelope}"
+    );
+    assert!(
+        envelope
+            .get("content")
+            .and_then(|c| c.get("member"))
+            .is_none(),
+        "plaintext fields on the envelope: {envelope}"
+    );
+
+    // Bob's client decrypts the envelope fetched from the server, too.
+    let b_room = b
+        .rtc
+        .client()
+        .get_room(&room_id)
+        .expect("bob knows the room");
+    let raw: Raw<OriginalSyncRoomEncryptedEvent> =
+        serde_json::from_value(envelope).expect("an encrypted event");
+    let decrypted = b_room
+        .decrypt_event(&raw, None)
+        .await
+        .expect("decryption runs");
+    assert!(decrypted.encryption_info().is_some(), "not decrypted");
+    let plain: Value = decrypted
+        .raw()
+        .deserialize_as_unchecked()
+        .expect("event is JSON");
+    assert_eq!(plain["type"], RTC_MEMBER_UNSTABLE);
+    assert_eq!(plain["content"]["member"]["id"], member_id);
+
+    // The leave (alice's scheduled delayed leave, sent now) is encrypted as well.
+    a_call.leave().await.expect("alice leaves");
+    let leave = next_decrypted(
+        &mut b_decrypted,
+        &alice.user_id,
+        "alice's leave",
+        |content| {
+            content.get("application").is_none() && content["msc4354_sticky_key"] == member_id
+        },
+    )
+    .await;
+    assert_eq!(
+        leave.sender_device.as_deref(),
+        Some(alice.device_id.as_str())
+    );
+
+    // Nothing of alice's call membership was ever sent in plaintext into the room.
+    let sent = events_of(&hs, &bob, room_id.as_str(), &alice.user_id).await;
+    let plaintext: Vec<&Value> = sent
+        .iter()
+        .filter(|event| event["type"] != "m.room.encrypted" && event.get("state_key").is_none())
+        .collect();
+    assert!(
+        plaintext.is_empty(),
+        "alice sent plaintext events: {plaintext:?}"
+    );
+    let encrypted = sent
+        .iter()
+        .filter(|event| event["type"] == "m.room.encrypted")
+        .count();
+    assert!(encrypted >= 2, "expected alice's encrypted join and leave");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_built_elsewhere_refuses_encrypted_rooms_and_sends_nothing() {
+    init_tracing();
+    let hs = TestHomeserver::start().await.expect("synapse starts");
+    let (alice, bob) = (
+        hs.register_user("alice").await.unwrap(),
+        hs.register_user("bob").await.unwrap(),
+    );
+    let room_id = encrypted_room(&hs, &alice, &[&bob]).await;
+    // Our crate cannot reach the olm machine of a client it did not build.
+    let client = matrix_sdk::Client::builder()
+        .homeserver_url(hs.base_url())
+        .build()
+        .await
+        .expect("client builds");
+    let a = Peer::start_client(&alice, RtcClient::new(client, RtcConfig::default())).await;
+    let a_call = a.room_call(&room_id).await;
+
+    let error = a_call
+        .join(JoinOptions::default())
+        .await
+        .expect_err("joining must fail");
+    assert!(
+        matches!(error, Error::EncryptedRoomNotSupported(ref id) if *id == room_id),
+        "{error}"
+    );
+    assert_eq!(a_call.own_status(), OwnStatus::Disconnected);
+    // Nothing was scheduled on the server, and nothing sent into the room.
+    let (status, body) = hs
+        .request(
+            Method::GET,
+            "/_matrix/client/unstable/org.matrix.msc4140/delayed_events",
+            Some(&alice.access_token),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["delayed_events"].as_array().map(Vec::len),
+        Some(0),
+        "{body}"
+    );
+    let sent = events_of(&hs, &bob, room_id.as_str(), &alice.user_id).await;
+    assert!(
+        sent.iter().all(|event| event.get("state_key").is_some()),
+        "alice sent timeline events: {sent:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encrypted_join_refresh_and_leave_reach_the_others() {
+    init_tracing();
+    let hs = TestHomeserver::start().await.expect("synapse starts");
+    let (alice, bob) = (
+        hs.register_user("alice").await.unwrap(),
+        hs.register_user("bob").await.unwrap(),
+    );
+    let room_id = encrypted_room(&hs, &alice, &[&bob]).await;
+    let (a, b) = tokio::join!(sqlite_peer(&hs, &alice), sqlite_peer(&hs, &bob));
+    let (a_call, b_call) = (a.room_call(&room_id).await, b.room_call(&room_id).await);
+    // A 6 s sticky duration, refreshed at half-life: a refresh comes within seconds.
+    let timings = OwnMembershipConfig {
+        sticky_duration_ms: 6_000,
+        ..fast_timings()
+    };
+    let mut changes = b.rtc.subscribe_session_changes();
+
+    a_call
+        .join(JoinOptions::default().with_timings(timings))
+        .await
+        .expect("alice joins");
+    let seen = wait_for_participants(&b_call, "alice in bob's view", |p| {
+        has_user(p, &alice.user_id)
+    })
+    .await;
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].device_id.as_str(), alice.device_id);
+    // Alice decrypts her own membership too.
+    let own = wait_for_participants(&a_call, "alice's own entry", |p| {
+        has_user(p, &alice.user_id)
+    })
+    .await;
+    assert_eq!(own[0].member_id, seen[0].member_id);
+    let envelope = raw_event(&hs, &bob, room_id.as_str(), own[0].event_id.as_str()).await;
+    assert_eq!(envelope["type"], "m.room.encrypted", "{envelope}");
+    assert_eq!(
+        envelope["msc4354_sticky"]["duration_ms"], 6_000,
+        "{envelope}"
+    );
+
+    // The refresh is encrypted and decrypted like the join.
+    let first_event = seen[0].event_id.clone();
+    let alice_id = alice.user_id.clone();
+    let refreshed = next_matching(&mut changes, "alice's refresh", |change| match change {
+        SessionChange::Updated { new, .. }
+            if new.user_id.as_str() == alice_id && new.event_id != first_event =>
+        {
+            Some(new.clone())
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(refreshed.member_id, seen[0].member_id);
+    let envelope = raw_event(&hs, &bob, room_id.as_str(), refreshed.event_id.as_str()).await;
+    assert_eq!(envelope["type"], "m.room.encrypted", "{envelope}");
+
+    a_call.leave().await.expect("alice leaves");
+    wait_for_participants(&b_call, "an empty call", |p| p.is_empty()).await;
+    assert!(!b_call.is_active());
+
+    // Nothing of alice's call membership went out in plaintext.
+    let sent = events_of(&hs, &bob, room_id.as_str(), &alice.user_id).await;
+    assert!(
+        sent.iter()
+            .all(|event| event["type"] == "m.room.encrypted" || event.get("state_key").is_some()),
+        "alice sent plaintext events: {sent:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_client_s_encrypted_delayed_leave_reaches_the_others() {
+    init_tracing();
+    let hs = TestHomeserver::start().await.expect("synapse starts");
+    let (alice, bob) = (
+        hs.register_user("alice").await.unwrap(),
+        hs.register_user("bob").await.unwrap(),
+    );
+    let room_id = encrypted_room(&hs, &alice, &[&bob]).await;
+    let (a, b) = tokio::join!(sqlite_peer(&hs, &alice), sqlite_peer(&hs, &bob));
+    let (a_call, b_call) = (a.room_call(&room_id).await, b.room_call(&room_id).await);
+    a_call
+        .join(JoinOptions::default().with_timings(fast_timings()))
+        .await
+        .expect("alice joins");
+    wait_for_participants(&b_call, "alice in the call", |p| {
+        has_user(p, &alice.user_id)
+    })
+    .await;
+
+    // Alice's client dies; the server fires her delayed leave, encrypted when it was
+    // scheduled, and bob decrypts it.
+    let mut changes = b.rtc.subscribe_session_changes();
+    a.crash();
+    let alice_id = alice.user_id.clone();
+    let reason = next_matching(
+        &mut changes,
+        "alice's delayed leave",
+        |change| match change {
+            SessionChange::Left {
+                participant,
+                reason,
+            } if participant.user_id.as_str() == alice_id => Some(reason.clone()),
+            _ => None,
+        },
+    )
+    .await;
+    assert!(
+        matches!(
+            reason,
+            LeftReason::LeaveEvent | LeftReason::DelayedLeaveFired
+        ),
+        "unexpected reason {reason:?}"
+    );
+    // The newest event of alice's is that leave, and none of hers was plaintext.
+    let sent = events_of(&hs, &bob, room_id.as_str(), &alice.user_id).await;
+    let newest = sent.first().expect("alice's leave");
+    assert_eq!(newest["type"], "m.room.encrypted", "{newest}");
+    assert!(
+        sent.iter()
+            .all(|event| event["type"] == "m.room.encrypted" || event.get("state_key").is_some()),
+        "alice sent plaintext events: {sent:?}"
+    );
+}
