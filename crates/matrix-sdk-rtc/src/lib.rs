@@ -1,4 +1,69 @@
-//! Live MatrixRTC call membership on matrix-sdk (work in progress).
+//! Live MatrixRTC call membership on matrix-sdk, and joining and leaving calls with a
+//! dead-man switch.
+//!
+//! This is the driver layer: it runs on a `matrix_sdk::Client` and feeds the two sans-IO
+//! cores, [`matrix_sticky_events`] (the MSC4354 ephemeral map) and [`matrix_rtc_membership`]
+//! (membership formats, sessions and the own-membership state machine).
+//!
+//! ```text
+//!  homeserver --our sliding-sync side connection (sticky events only)--+
+//!             --the app's sync: timeline events (low latency)-----------+--> driver task
+//!             --room state (legacy call members, room members)---------+    (one per client)
+//!    driver: sticky map -> membership model -> observables (eyeball)
+//!            own-membership machines -> requests (sticky sends, delayed events)
+//!            one deadline queue for every expiry, heartbeat and retry
+//! ```
+//!
+//! * [`RtcClient`] owns the driver of one client. Build the client with
+//!   [`RtcClient::builder`] (needed to join calls in encrypted rooms), log in, then
+//!   [`RtcClient::start`]. The app keeps running its own sync loop.
+//! * [`RtcCall`] is one call (a slot of a room): its participants as an
+//!   `eyeball_im` vector with `VectorDiff` updates, whether it is active, our own status, and
+//!   [`join`](RtcCall::join) / [`leave`](RtcCall::leave).
+//! * [`RtcClient::subscribe_session_changes`], [`RtcClient::subscribe_call_events`] and
+//!   [`RtcClient::subscribe_diagnostics`] are streams across all rooms.
+//! * [`OfflineIngest`] runs the receiving path on recorded data, without a network.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use futures_util::StreamExt;
+//! use matrix_sdk::ruma::room_id;
+//! use matrix_sdk_rtc::{JoinOptions, RtcClient};
+//!
+//! async fn example() -> matrix_sdk_rtc::Result<()> {
+//!     // Build the matrix-sdk client through us: that is what lets us encrypt our membership.
+//!     let rtc = RtcClient::builder("https://matrix.example.org")
+//!         .sqlite_store("/path/to/store", Some("passphrase"))
+//!         .build()
+//!         .await?;
+//!     rtc.client().matrix_auth().login_username("alice", "secret").send().await?;
+//!     rtc.start().await?; // side connection for sticky events, event handlers, driver task
+//!
+//!     // The app keeps running its own sync loop.
+//!     let client = rtc.client().clone();
+//!     tokio::spawn(async move { client.sync(Default::default()).await });
+//!
+//!     let call = rtc.room_call(room_id!("!room:example.org")); // slot "m.call#ROOM"
+//!     let (participants, mut diffs) = call.subscribe_participants();
+//!     println!("{} in the call", participants.len());
+//!     tokio::spawn(async move {
+//!         while let Some(batch) = diffs.next().await {
+//!             println!("participants changed: {batch:?}");
+//!         }
+//!     });
+//!
+//!     call.join(JoinOptions::default()).await?; // delayed leave first, then our membership
+//!     println!("our status: {:?}", call.own_status());
+//!     call.leave().await?; // sends the delayed leave now
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Features
+//!
+//! `client` and `server` exist only because ruma's request macros require crates that define
+//! requests to declare them; they change nothing.
 
 // --- HTTP layer: custom requests, server features, side connection (helper h-http) ---
 mod requests;
