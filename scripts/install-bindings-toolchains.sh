@@ -21,6 +21,9 @@ KOTLIN_VERSION="${RTC_KOTLIN_VERSION:-2.4.20}"
 KOTLIN_DIR="$CACHE/kotlin-compiler-$KOTLIN_VERSION"
 SWIFT_CHROOT="$CACHE/swift-chroot"
 DEBIAN_MIRROR="${RTC_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+# Inside the chroot: the toolchain, the C and C++ runtimes it links against, and the CA
+# certificates matrix-sdk's HTTP client loads when it starts.
+SWIFT_PACKAGES="swiftlang libc6-dev libstdc++-14-dev ca-certificates"
 
 want_kotlin=0
 want_swift=0
@@ -87,7 +90,7 @@ fi
 
 # --- Swift: a Debian 13 chroot with swiftlang -----------------------------------------------
 swift_works() {
-    [[ -f "$SWIFT_CHROOT/.rtc-swift-ready" ]] \
+    [[ "$(cat "$SWIFT_CHROOT/.rtc-swift-ready" 2>/dev/null)" == "$SWIFT_PACKAGES" ]] \
         && "$(dirname "$0")/bindings/in-swift-chroot.sh" swift --version >/dev/null 2>&1
 }
 
@@ -103,11 +106,11 @@ if [[ $want_swift == 1 ]]; then
             touch "$SWIFT_CHROOT/.rtc-debootstrap-done"
         fi
         cp /etc/resolv.conf "$SWIFT_CHROOT/etc/resolv.conf"
-        log "swift chroot: apt-get install swiftlang"
+        log "swift chroot: apt-get install $SWIFT_PACKAGES"
         chroot "$SWIFT_CHROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
             DEBIAN_FRONTEND=noninteractive sh -c \
-            'apt-get update -qq && apt-get install -y -qq --no-install-recommends swiftlang libc6-dev libstdc++-14-dev >/dev/null && apt-get clean'
-        touch "$SWIFT_CHROOT/.rtc-swift-ready"
+            "apt-get update -qq && apt-get install -y -qq --no-install-recommends $SWIFT_PACKAGES >/dev/null && apt-get clean"
+        echo "$SWIFT_PACKAGES" > "$SWIFT_CHROOT/.rtc-swift-ready"
         swift_works || { log "swift chroot: swift does not run"; exit 1; }
         log "swift chroot: ready"
     fi

@@ -1,0 +1,279 @@
+// The Kotlin bindings against a real Synapse: run through `ffi-test-runner`, which provides the
+// homeserver, two users (A and B) and a shared room in `RTC_TEST_*` variables. See
+// scripts/bindings/test-kotlin.sh.
+//
+// Each step is a test; a failed step fails every later one (they build on each other). Prints
+// `N passed, N failed` and exits non-zero on any failure.
+
+import java.io.File
+import java.util.concurrent.ConcurrentHashMap
+import kotlin.system.exitProcess
+import kotlinx.coroutines.async
+import kotlinx.coroutines.awaitAll
+import kotlinx.coroutines.coroutineScope
+import kotlinx.coroutines.delay
+import kotlinx.coroutines.flow.MutableStateFlow
+import kotlinx.coroutines.flow.first
+import kotlinx.coroutines.flow.update
+import kotlinx.coroutines.runBlocking
+import kotlinx.coroutines.withTimeout
+import kotlinx.coroutines.withTimeoutOrNull
+import uniffi.matrix_sdk_rtc_ffi.*
+
+const val TIMEOUT_MS = 30_000L
+val env: Map<String, String> = System.getenv()
+val room = env.getValue("RTC_TEST_ROOM_ID")
+val slot = env.getValue("RTC_TEST_SLOT_ID")
+val fast = JoinConfig(delayMs = 3_000uL, restartIntervalMs = 1_000uL)
+
+fun check(condition: Boolean, message: () -> String) {
+    if (!condition) throw AssertionError(message())
+}
+
+/** Every value a listener received, as a flow the test can wait on. */
+open class Values<T> {
+    val all = MutableStateFlow<List<T>>(emptyList())
+    val threads: MutableSet<Long> = ConcurrentHashMap.newKeySet()
+    val latest: T? get() = all.value.lastOrNull()
+
+    fun push(value: T) {
+        threads.add(Thread.currentThread().id)
+        all.update { it + value }
+    }
+
+    suspend fun waitFor(what: String, predicate: (List<T>) -> Boolean) {
+        withTimeoutOrNull(TIMEOUT_MS) { all.first(predicate) }
+            ?: throw AssertionError("timed out waiting for $what; saw ${all.value}")
+    }
+}
+
+class ActiveValues : Values<Boolean>(), CallActiveListener {
+    override fun onUpdate(active: Boolean) = push(active)
+}
+
+class StatusValues : Values<OwnStatus>(), OwnStatusListener {
+    override fun onUpdate(status: OwnStatus) = push(status)
+}
+
+class DiagnosticValues : Values<Diagnostic>(), DiagnosticsListener {
+    override fun onUpdate(diagnostic: Diagnostic) = push(diagnostic)
+}
+
+class CallEventValues : Values<CallEvent>(), CallEventsListener {
+    override fun onUpdate(event: CallEvent) = push(event)
+}
+
+class SessionChangeValues : Values<SessionChange>(), SessionChangesListener {
+    override fun onUpdate(change: SessionChange) = push(change)
+}
+
+/** The participant list, kept up to date from the diffs as an app would. */
+class ParticipantRows : Values<List<Participant>>(), ParticipantsListener {
+    val batches = MutableStateFlow<List<List<ParticipantsDiff>>>(emptyList())
+    private var rows = mutableListOf<Participant>()
+
+    @Synchronized
+    override fun onUpdate(diffs: List<ParticipantsDiff>) {
+        for (diff in diffs) apply(diff)
+        batches.update { it + listOf(diffs) }
+        push(rows.toList())
+    }
+
+    private fun apply(diff: ParticipantsDiff) {
+        when (diff) {
+            is ParticipantsDiff.Reset -> { rows.clear(); rows.addAll(diff.values) }
+            is ParticipantsDiff.Append -> rows.addAll(diff.values)
+            is ParticipantsDiff.Clear -> rows.clear()
+            is ParticipantsDiff.PushFront -> rows.add(0, diff.value)
+            is ParticipantsDiff.PushBack -> rows.add(diff.value)
+            is ParticipantsDiff.PopFront -> rows.removeAt(0)
+            is ParticipantsDiff.PopBack -> rows.removeAt(rows.size - 1)
+            is ParticipantsDiff.Insert -> rows.add(diff.index.toInt(), diff.value)
+            is ParticipantsDiff.Set -> rows[diff.index.toInt()] = diff.value
+            is ParticipantsDiff.Remove -> rows.removeAt(diff.index.toInt())
+            is ParticipantsDiff.Truncate -> rows = rows.take(diff.length.toInt()).toMutableList()
+        }
+    }
+
+    fun users(): List<String> = (latest ?: emptyList()).map { it.userId }
+}
+
+fun configFor(who: String) = ClientConfig(
+    homeserverUrl = env.getValue("RTC_TEST_HOMESERVER_URL"),
+    userId = env.getValue("RTC_TEST_${who}_USER_ID"),
+    deviceId = env.getValue("RTC_TEST_${who}_DEVICE_ID"),
+    accessToken = env.getValue("RTC_TEST_${who}_ACCESS_TOKEN"),
+    storePath = File(env.getValue("RTC_TEST_STORE_DIR"), "kotlin-$who").path,
+    // No passphrase: deriving the store key takes about 13 s in a debug build. The Python
+    // suite covers encrypted stores.
+    storePassphrase = null,
+)
+
+suspend inline fun <reified E : RtcFfiException> expectError(block: () -> Unit) {
+    try {
+        block()
+    } catch (error: RtcFfiException) {
+        check(error is E) { "expected ${E::class.simpleName}, got $error" }
+        check(!error.message.isNullOrEmpty()) { "$error has no message" }
+        return
+    }
+    throw AssertionError("expected ${E::class.simpleName}")
+}
+
+class Suite {
+    lateinit var a: RtcClient
+    lateinit var b: RtcClient
+    val handles = mutableListOf<TaskHandle>()
+    val diagnostics = DiagnosticValues()
+    val participants = ParticipantRows()
+    val active = ActiveValues()
+    val status = StatusValues()
+    val callEvents = CallEventValues()
+    val changes = SessionChangeValues()
+
+    suspend fun buildAndTypedErrors() {
+        expectError<RtcFfiException.InvalidArgument> {
+            RtcClient.build(configFor("A").copy(userId = "not a user id"))
+        }
+        a = RtcClient.build(configFor("A"))
+        b = RtcClient.build(configFor("B"))
+        check(a.userId() == env["RTC_TEST_A_USER_ID"]) { "user id ${a.userId()}" }
+        check(a.deviceId() == env["RTC_TEST_A_DEVICE_ID"]) { "device id ${a.deviceId()}" }
+        expectError<RtcFfiException.InvalidArgument> { a.join("not-a-room", slot, fast) }
+        expectError<RtcFfiException.InvalidArgument> { a.join(room, "no-slot", fast) }
+        expectError<RtcFfiException.NotRunning> { a.join(room, slot, fast) }
+        expectError<RtcFfiException.InvalidArgument> { a.participants("not-a-room", slot) }
+    }
+
+    suspend fun startAndDiagnostics() {
+        handles += a.subscribeDiagnostics(diagnostics)
+        coroutineScope { listOf(async { a.start() }, async { b.start() }).awaitAll() }
+        a.start() // a second start does nothing
+        val features = a.features()
+        check(features.stickyEvents && features.delayedEvents) { "$features" }
+        val bad = env.getValue("RTC_TEST_BAD_EVENT_ID")
+        diagnostics.waitFor("the bad membership's diagnostic") { all -> all.any { it.eventId == bad } }
+        val found = diagnostics.all.value.first { it.eventId == bad }
+        check(found.kind == DiagnosticKind.MEMBERSHIP && found.roomId == room && found.reason.isNotEmpty()) { "$found" }
+    }
+
+    suspend fun joinAndSeeOwnEntry() {
+        handles += a.subscribeParticipants(room, slot, participants)
+        handles += a.subscribeCallActive(room, slot, active)
+        handles += a.subscribeOwnStatus(room, slot, status)
+        handles += a.subscribeCallEvents(callEvents)
+        handles += a.subscribeSessionChanges(changes)
+        // Each subscription delivered its current value before returning.
+        val first = participants.batches.value.first()
+        check(first.size == 1 && first[0] is ParticipantsDiff.Reset) { "first batch $first" }
+        check(participants.latest == emptyList<Participant>()) { "${participants.latest}" }
+        check(active.latest == false) { "active ${active.latest}" }
+        check(status.latest == OwnStatus.Disconnected) { "status ${status.latest}" }
+
+        a.join(room, slot, fast)
+        val now = a.ownStatus(room, slot)
+        check(now is OwnStatus.Connected && now.deadManSwitch) { "status after join $now" }
+        val me = env.getValue("RTC_TEST_A_USER_ID")
+        participants.waitFor("A's own entry") { it.lastOrNull()?.any { p -> p.userId == me } == true }
+        val own = participants.latest!!.first()
+        check(own.deviceId == env["RTC_TEST_A_DEVICE_ID"]) { "$own" }
+        check(own.roomId == room && own.slotId == slot) { "$own" }
+        check(own.transportServiceUrl == "https://lk.invalid") { "$own" }
+        check(own.memberId.isNotEmpty() && own.livekitIdentity.isNotEmpty() && own.createdTs > 0uL) { "$own" }
+        active.waitFor("the call to be active") { it.lastOrNull() == true }
+        status.waitFor("A connected") { it.lastOrNull() is OwnStatus.Connected }
+        check(a.isCallActive(room, slot)) { "not active" }
+        check(a.activeCalls() == listOf(CallId(room, slot))) { "${a.activeCalls()}" }
+        callEvents.waitFor("the call to start") { all -> all.any { it is CallEvent.Started } }
+        val main = Thread.currentThread().id
+        check(participants.threads.any { it != main }) { "no update from a library thread" }
+    }
+
+    suspend fun secondParticipantJoins() {
+        b.join(room, slot, fast)
+        val other = env.getValue("RTC_TEST_B_USER_ID")
+        participants.waitFor("B in A's list") { it.lastOrNull()?.any { p -> p.userId == other } == true }
+        check(participants.users().toSet() == setOf(env["RTC_TEST_A_USER_ID"], other)) { "${participants.users()}" }
+        check(a.participants(room, slot).map { it.userId } == participants.users()) { "snapshot differs" }
+    }
+
+    suspend fun secondParticipantLeaves() {
+        val other = env.getValue("RTC_TEST_B_USER_ID")
+        b.leave(room, slot)
+        check(b.ownStatus(room, slot) == OwnStatus.Disconnected) { "${b.ownStatus(room, slot)}" }
+        participants.waitFor("B gone from A's list") { it.lastOrNull()?.none { p -> p.userId == other } == true }
+        check(participants.users() == listOf(env["RTC_TEST_A_USER_ID"])) { "${participants.users()}" }
+        changes.waitFor("B's leave with its reason") { all ->
+            all.any { it is SessionChange.Left && it.participant.userId == other }
+        }
+        val left = changes.all.value.first { it is SessionChange.Left && it.participant.userId == other } as SessionChange.Left
+        check(left.reason == LeftReason.LeaveEvent) { "${left.reason}" }
+    }
+
+    suspend fun leave() {
+        a.leave(room, slot)
+        status.waitFor("A disconnected") { it.lastOrNull() == OwnStatus.Disconnected }
+        participants.waitFor("an empty list") { it.lastOrNull()?.isEmpty() == true }
+        active.waitFor("the call to end") { it.lastOrNull() == false }
+        callEvents.waitFor("the call-ended event") { all -> all.any { it is CallEvent.Ended } }
+        a.leave(room, slot) // leaving again does nothing
+    }
+
+    suspend fun closeHandles() {
+        for (handle in handles) {
+            handle.cancel()
+            handle.cancel() // twice is harmless
+        }
+        withTimeout(TIMEOUT_MS) {
+            for (handle in handles) {
+                while (!handle.isFinished()) delay(10)
+            }
+        }
+        handles.forEach { it.close() }
+        handles.clear()
+        a.stop()
+        b.stop()
+        a.stop() // twice is harmless
+        expectError<RtcFfiException.NotRunning> { a.join(room, slot, fast) }
+        a.close()
+        b.close()
+    }
+}
+
+fun main(): Unit = runBlocking {
+    env["RTC_TEST_LOG"]?.let { initLogging(it) }
+    val suite = Suite()
+    val steps: List<Pair<String, suspend () -> Unit>> = listOf(
+        "build_and_typed_errors" to suite::buildAndTypedErrors,
+        "start_and_diagnostics" to suite::startAndDiagnostics,
+        "join_and_see_own_entry" to suite::joinAndSeeOwnEntry,
+        "second_participant_joins" to suite::secondParticipantJoins,
+        "second_participant_leaves" to suite::secondParticipantLeaves,
+        "leave" to suite::leave,
+        "close_handles" to suite::closeHandles,
+    )
+    var passed = 0
+    var failed = 0
+    var broken: String? = null
+    for ((name, step) in steps) {
+        if (broken != null) {
+            println("FAIL $name: not run, $broken failed")
+            failed++
+            continue
+        }
+        try {
+            withTimeout(120_000L) { step() }
+            println("ok   $name")
+            passed++
+        } catch (error: Throwable) {
+            println("FAIL $name: $error")
+            error.printStackTrace()
+            failed++
+            broken = name
+        }
+    }
+    suite.handles.forEach { it.cancel() }
+    println("$passed passed, $failed failed")
+    System.out.flush()
+    exitProcess(if (failed == 0) 0 else 1)
+}

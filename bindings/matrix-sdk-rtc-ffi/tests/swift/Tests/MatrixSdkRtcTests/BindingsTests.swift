@@ -1,0 +1,334 @@
+// The Swift bindings against a real Synapse: run through `ffi-test-runner`, which provides the
+// homeserver, two users (A and B) and a shared room in `RTC_TEST_*` variables. See
+// scripts/bindings/test-swift.sh.
+//
+// The steps build on each other and run in the order of their names (test1…, test2…); a failed
+// step fails every later one.
+import Foundation
+import MatrixSdkRtc
+import XCTest
+
+let env = ProcessInfo.processInfo.environment
+let room = env["RTC_TEST_ROOM_ID"]!
+let slot = env["RTC_TEST_SLOT_ID"]!
+let fast = JoinConfig(delayMs: 3_000, restartIntervalMs: 1_000)
+let timeout: TimeInterval = 30
+
+struct Timeout: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// Every value a listener received (on a library thread), for the test to wait on.
+class Values<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var items: [T] = []
+    private var onOtherThreads = false
+
+    func push(_ value: T) {
+        lock.lock()
+        defer { lock.unlock() }
+        items.append(value)
+        onOtherThreads = onOtherThreads || !Thread.isMainThread
+    }
+
+    var all: [T] {
+        lock.lock()
+        defer { lock.unlock() }
+        return items
+    }
+
+    var latest: T? { all.last }
+
+    var sawLibraryThread: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return onOtherThreads
+    }
+
+    /// Waits until `predicate` holds for the values received, checking after each short pause.
+    func waitFor(_ what: String, _ predicate: ([T]) -> Bool) async throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while !predicate(all) {
+            if Date() > deadline {
+                throw Timeout(description: "timed out waiting for \(what); saw \(all)")
+            }
+            try await Task.sleep(nanoseconds: 10_000_000)
+        }
+    }
+}
+
+final class ActiveValues: Values<Bool>, CallActiveListener, @unchecked Sendable {
+    func onUpdate(active: Bool) { push(active) }
+}
+
+final class StatusValues: Values<OwnStatus>, OwnStatusListener, @unchecked Sendable {
+    func onUpdate(status: OwnStatus) { push(status) }
+}
+
+final class DiagnosticValues: Values<Diagnostic>, DiagnosticsListener, @unchecked Sendable {
+    func onUpdate(diagnostic: Diagnostic) { push(diagnostic) }
+}
+
+final class CallEventValues: Values<CallEvent>, CallEventsListener, @unchecked Sendable {
+    func onUpdate(event: CallEvent) { push(event) }
+}
+
+final class SessionChangeValues: Values<SessionChange>, SessionChangesListener, @unchecked Sendable {
+    func onUpdate(change: SessionChange) { push(change) }
+}
+
+/// The participant list, kept up to date from the diffs as an app would.
+final class ParticipantRows: Values<[Participant]>, ParticipantsListener, @unchecked Sendable {
+    private let rowsLock = NSLock()
+    private var rows: [Participant] = []
+    private(set) var batches: [[ParticipantsDiff]] = []
+
+    func onUpdate(diffs: [ParticipantsDiff]) {
+        rowsLock.lock()
+        for diff in diffs {
+            switch diff {
+            case .reset(let values): rows = values
+            case .append(let values): rows.append(contentsOf: values)
+            case .clear: rows.removeAll()
+            case .pushFront(let value): rows.insert(value, at: 0)
+            case .pushBack(let value): rows.append(value)
+            case .popFront: rows.removeFirst()
+            case .popBack: rows.removeLast()
+            case .insert(let index, let value): rows.insert(value, at: Int(index))
+            case .set(let index, let value): rows[Int(index)] = value
+            case .remove(let index): rows.remove(at: Int(index))
+            case .truncate(let length): rows = Array(rows.prefix(Int(length)))
+            }
+        }
+        batches.append(diffs)
+        let snapshot = rows
+        rowsLock.unlock()
+        push(snapshot)
+    }
+
+    var users: [String] { (latest ?? []).map { $0.userId } }
+}
+
+func configFor(_ who: String) -> ClientConfig {
+    ClientConfig(
+        homeserverUrl: env["RTC_TEST_HOMESERVER_URL"]!,
+        userId: env["RTC_TEST_\(who)_USER_ID"]!,
+        deviceId: env["RTC_TEST_\(who)_DEVICE_ID"]!,
+        accessToken: env["RTC_TEST_\(who)_ACCESS_TOKEN"]!,
+        storePath: env["RTC_TEST_STORE_DIR"]! + "/swift-\(who)",
+        // No passphrase: deriving the store key takes about 13 s in a debug build. The
+        // Python suite covers encrypted stores.
+        storePassphrase: nil
+    )
+}
+
+/// Fails unless `body` throws an `RtcFfiError` for which `matches` holds, with a message.
+func expectError(
+    _ what: String, _ matches: (RtcFfiError) -> Bool, _ body: () async throws -> Void
+) async {
+    do {
+        try await body()
+        XCTFail("expected \(what)")
+    } catch let error as RtcFfiError {
+        XCTAssertTrue(matches(error), "expected \(what), got \(error)")
+        XCTAssertFalse(error.localizedDescription.isEmpty)
+    } catch {
+        XCTFail("expected \(what), got \(error)")
+    }
+}
+
+func isInvalidArgument(_ error: RtcFfiError) -> Bool {
+    if case .InvalidArgument = error { return true }
+    return false
+}
+
+func isNotRunning(_ error: RtcFfiError) -> Bool {
+    if case .NotRunning = error { return true }
+    return false
+}
+
+/// What the steps share: XCTest makes a new test-case object for each test.
+enum Shared {
+    static var a: RtcClient!
+    static var b: RtcClient!
+    static var handles: [TaskHandle] = []
+    static let diagnostics = DiagnosticValues()
+    static let participants = ParticipantRows()
+    static let active = ActiveValues()
+    static let status = StatusValues()
+    static let callEvents = CallEventValues()
+    static let changes = SessionChangeValues()
+    /// The last step that passed: a step runs only if the one before it passed.
+    static var passedStep = 0
+}
+
+final class BindingsTests: XCTestCase {
+    /// Runs step `number` if the step before it passed, and records whether it passed.
+    private func step(_ number: Int, _ body: () async throws -> Void) async throws {
+        guard Shared.passedStep == number - 1 else {
+            XCTFail("not run: step \(Shared.passedStep + 1) failed")
+            return
+        }
+        let failuresBefore = testRun?.failureCount ?? 0
+        try await body()
+        if (testRun?.failureCount ?? 0) == failuresBefore {
+            Shared.passedStep = number
+        }
+    }
+
+    func test1BuildAndTypedErrors() async throws {
+        try await step(1) {
+            var bad = configFor("A")
+            bad.userId = "not a user id"
+            await expectError("InvalidArgument", isInvalidArgument) { _ = try await RtcClient.build(config: bad) }
+            Shared.a = try await RtcClient.build(config: configFor("A"))
+            Shared.b = try await RtcClient.build(config: configFor("B"))
+            let a = Shared.a!
+            XCTAssertEqual(a.userId(), env["RTC_TEST_A_USER_ID"])
+            XCTAssertEqual(a.deviceId(), env["RTC_TEST_A_DEVICE_ID"])
+            await expectError("InvalidArgument", isInvalidArgument) {
+                try await a.join(roomId: "not-a-room", slotId: slot, config: fast)
+            }
+            await expectError("InvalidArgument", isInvalidArgument) {
+                try await a.join(roomId: room, slotId: "no-slot", config: fast)
+            }
+            await expectError("NotRunning", isNotRunning) {
+                try await a.join(roomId: room, slotId: slot, config: fast)
+            }
+            await expectError("InvalidArgument", isInvalidArgument) {
+                _ = try a.participants(roomId: "not-a-room", slotId: slot)
+            }
+        }
+    }
+
+    func test2StartAndDiagnostics() async throws {
+        try await step(2) {
+            let (a, b) = (Shared.a!, Shared.b!)
+            Shared.handles.append(a.subscribeDiagnostics(listener: Shared.diagnostics))
+            async let startA: Void = a.start()
+            async let startB: Void = b.start()
+            _ = try await (startA, startB)
+            try await a.start()  // a second start does nothing
+            let features = try await a.features()
+            XCTAssertTrue(features.stickyEvents && features.delayedEvents, "\(features)")
+            let bad = env["RTC_TEST_BAD_EVENT_ID"]!
+            try await Shared.diagnostics.waitFor("the bad membership's diagnostic") { all in
+                all.contains { $0.eventId == bad }
+            }
+            let found = Shared.diagnostics.all.first { $0.eventId == bad }!
+            XCTAssertEqual(found.kind, .membership)
+            XCTAssertEqual(found.roomId, room)
+            XCTAssertFalse(found.reason.isEmpty)
+        }
+    }
+
+    func test3JoinAndSeeOwnEntry() async throws {
+        try await step(3) {
+            let a = Shared.a!
+            let (participants, active, status) = (Shared.participants, Shared.active, Shared.status)
+            Shared.handles += [
+                try a.subscribeParticipants(roomId: room, slotId: slot, listener: participants),
+                try a.subscribeCallActive(roomId: room, slotId: slot, listener: active),
+                try a.subscribeOwnStatus(roomId: room, slotId: slot, listener: status),
+                a.subscribeCallEvents(listener: Shared.callEvents),
+                a.subscribeSessionChanges(listener: Shared.changes),
+            ]
+            // Each subscription delivered its current value before returning.
+            XCTAssertEqual(participants.batches.first, [.reset(values: [])])
+            XCTAssertEqual(participants.latest, [])
+            XCTAssertEqual(active.latest, false)
+            XCTAssertEqual(status.latest, .disconnected)
+
+            try await a.join(roomId: room, slotId: slot, config: fast)
+            XCTAssertEqual(try a.ownStatus(roomId: room, slotId: slot), .connected(deadManSwitch: true))
+            let me = env["RTC_TEST_A_USER_ID"]!
+            try await participants.waitFor("A's own entry") { $0.last?.contains { $0.userId == me } == true }
+            let own = participants.latest!.first!
+            XCTAssertEqual(own.deviceId, env["RTC_TEST_A_DEVICE_ID"])
+            XCTAssertEqual(own.roomId, room)
+            XCTAssertEqual(own.slotId, slot)
+            XCTAssertEqual(own.transportServiceUrl, "https://lk.invalid")
+            XCTAssertFalse(own.memberId.isEmpty || own.livekitIdentity.isEmpty)
+            XCTAssertGreaterThan(own.createdTs, 0)
+            try await active.waitFor("the call to be active") { $0.last == true }
+            try await status.waitFor("A connected") { all in
+                if case .connected = all.last { return true }
+                return false
+            }
+            XCTAssertTrue(try a.isCallActive(roomId: room, slotId: slot))
+            XCTAssertEqual(a.activeCalls(), [CallId(roomId: room, slotId: slot)])
+            try await Shared.callEvents.waitFor("the call to start") { all in
+                all.contains { if case .started = $0 { return true } else { return false } }
+            }
+            XCTAssertTrue(participants.sawLibraryThread)
+        }
+    }
+
+    func test4SecondParticipantJoins() async throws {
+        try await step(4) {
+            let (a, b, participants) = (Shared.a!, Shared.b!, Shared.participants)
+            try await b.join(roomId: room, slotId: slot, config: fast)
+            let other = env["RTC_TEST_B_USER_ID"]!
+            try await participants.waitFor("B in A's list") { $0.last?.contains { $0.userId == other } == true }
+            XCTAssertEqual(Set(participants.users), Set([env["RTC_TEST_A_USER_ID"]!, other]))
+            XCTAssertEqual(try a.participants(roomId: room, slotId: slot).map { $0.userId }, participants.users)
+        }
+    }
+
+    func test5SecondParticipantLeaves() async throws {
+        try await step(5) {
+            let (b, participants) = (Shared.b!, Shared.participants)
+            let other = env["RTC_TEST_B_USER_ID"]!
+            try await b.leave(roomId: room, slotId: slot)
+            XCTAssertEqual(try b.ownStatus(roomId: room, slotId: slot), .disconnected)
+            try await participants.waitFor("B gone from A's list") { $0.last?.contains { $0.userId == other } == false }
+            XCTAssertEqual(participants.users, [env["RTC_TEST_A_USER_ID"]!])
+            func leftReason(_ change: SessionChange) -> LeftReason? {
+                if case .left(let participant, let reason) = change, participant.userId == other { return reason }
+                return nil
+            }
+            try await Shared.changes.waitFor("B's leave with its reason") { $0.contains { leftReason($0) != nil } }
+            XCTAssertEqual(Shared.changes.all.compactMap(leftReason).first, .leaveEvent)
+        }
+    }
+
+    func test6Leave() async throws {
+        try await step(6) {
+            let a = Shared.a!
+            try await a.leave(roomId: room, slotId: slot)
+            try await Shared.status.waitFor("A disconnected") { $0.last == .disconnected }
+            try await Shared.participants.waitFor("an empty list") { $0.last?.isEmpty == true }
+            try await Shared.active.waitFor("the call to end") { $0.last == false }
+            try await Shared.callEvents.waitFor("the call-ended event") { all in
+                all.contains { if case .ended = $0 { return true } else { return false } }
+            }
+            try await a.leave(roomId: room, slotId: slot)  // leaving again does nothing
+        }
+    }
+
+    func test7CloseHandles() async throws {
+        try await step(7) {
+            for handle in Shared.handles {
+                handle.cancel()
+                handle.cancel()  // twice is harmless
+            }
+            let deadline = Date().addingTimeInterval(timeout)
+            for handle in Shared.handles {
+                while !handle.isFinished() {
+                    if Date() > deadline { throw Timeout(description: "a cancelled task did not finish") }
+                    try await Task.sleep(nanoseconds: 10_000_000)
+                }
+            }
+            Shared.handles.removeAll()
+            Shared.a.stop()
+            Shared.b.stop()
+            Shared.a.stop()  // twice is harmless
+            let a = Shared.a!
+            await expectError("NotRunning", isNotRunning) {
+                try await a.join(roomId: room, slotId: slot, config: fast)
+            }
+            Shared.a = nil
+            Shared.b = nil
+        }
+    }
+}
