@@ -26,6 +26,7 @@ use crate::{
     driver::{Driver, EventRoute, Input, Outbound},
     encryption::Encryptor,
     observe::{CallKey, Registry},
+    persist::{CallStore, OwnCalls},
 };
 
 /// Live MatrixRTC call membership for one `matrix_sdk::Client`.
@@ -74,6 +75,10 @@ struct Inner {
     running: Mutex<Option<Running>>,
     /// Our handle on the client's olm machine: only for clients built by [`RtcClientBuilder`].
     encryptor: Option<Encryptor>,
+    /// The store passphrase, which also protects our persisted calls.
+    store_passphrase: Option<String>,
+    /// Calls we were in when the app last stopped (see [`RtcClient::interrupted_calls`]).
+    interrupted: Mutex<Vec<(OwnedRoomId, String)>>,
 }
 
 /// What `start` set up, torn down on shutdown or drop.
@@ -158,10 +163,12 @@ impl RtcClientBuilder {
             .base_client(base.clone())
             .build()
             .await?;
+        let passphrase = self.sqlite_store.and_then(|(_, passphrase)| passphrase);
         Ok(RtcClient::with_encryptor(
             client,
             self.config,
             Some(Encryptor::new(base)),
+            passphrase,
         ))
     }
 }
@@ -182,10 +189,15 @@ impl RtcClient {
     /// room fails with [`Error::EncryptedRoomNotSupported`] (we never send it in plaintext).
     /// Build the client with [`RtcClient::builder`] to join calls in encrypted rooms.
     pub fn new(client: Client, config: RtcConfig) -> Self {
-        Self::with_encryptor(client, config, None)
+        Self::with_encryptor(client, config, None, None)
     }
 
-    fn with_encryptor(client: Client, config: RtcConfig, encryptor: Option<Encryptor>) -> Self {
+    fn with_encryptor(
+        client: Client,
+        config: RtcConfig,
+        encryptor: Option<Encryptor>,
+        store_passphrase: Option<String>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 api: HomeserverApi::new(client.clone()),
@@ -196,6 +208,8 @@ impl RtcClient {
                 side_sync_status: eyeball::SharedObservable::new(SideSyncStatus::Stopped),
                 running: Mutex::new(None),
                 encryptor,
+                store_passphrase,
+                interrupted: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -229,6 +243,9 @@ impl RtcClient {
         for missing in features.missing() {
             warn!(%missing, "the homeserver lacks a feature; falling back to what it offers");
         }
+        let call_store =
+            CallStore::open(client.clone(), self.inner.store_passphrase.as_deref()).await;
+        let previous = call_store.load().await;
 
         let mut running = self
             .inner
@@ -246,19 +263,42 @@ impl RtcClient {
             txn_prefix: uuid::Uuid::new_v4().simple().to_string()[..12].into(),
             encryptor: self.inner.encryptor.clone(),
         };
+        // Calls we were in when the app stopped: end those memberships now (they would
+        // otherwise linger until their delayed leave fires), and let the app resume them.
+        *self
+            .inner
+            .interrupted
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = previous
+            .records()
+            .map(|record| (record.room_id.clone(), record.slot_id.clone()))
+            .collect();
+        let (persist, persist_rx) = watch::channel(OwnCalls::default());
+        let persist_task = tokio::spawn(persist_calls(
+            call_store,
+            previous,
+            outbound.clone(),
+            persist_rx,
+        ));
         let driver = Driver::new(
             client.clone(),
-            user_id,
-            device_id,
+            (user_id, device_id),
             self.inner.config.sticky_limits,
             self.inner.config.own_membership.clone(),
             self.inner.registry.clone(),
             outbound,
+            persist,
         );
-        let mut tasks = vec![tokio::spawn(driver.run(input_rx, shutdown_rx.clone()))];
+        let mut tasks = vec![
+            tokio::spawn(driver.run(input_rx, shutdown_rx.clone())),
+            persist_task,
+        ];
         // Listen for room keys before the first decryption attempt: a key may arrive between
         // a failed attempt and the subscription.
-        tasks.push(tokio::spawn(forward_room_keys(client.clone(), inputs.clone())));
+        tasks.push(tokio::spawn(forward_room_keys(
+            client.clone(),
+            inputs.clone(),
+        )));
         let handlers = register_handlers(client, &inputs);
 
         if features.sticky_events && features.sliding_sync {
@@ -305,6 +345,17 @@ impl RtcClient {
         });
         debug!("rtc driver started");
         Ok(())
+    }
+
+    /// The calls (`(room, slot)`) we were in when this client last stopped without leaving
+    /// (the app was killed or restarted mid-call). Their old memberships are ended by
+    /// [`start`](Self::start); join them again to resume.
+    pub fn interrupted_calls(&self) -> Vec<(OwnedRoomId, String)> {
+        self.inner
+            .interrupted
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// Stops the driver, its side connection and event handlers, without leaving calls.
@@ -484,9 +535,11 @@ async fn forward_room_keys(client: Client, inputs: mpsc::UnboundedSender<Input>)
         }
         while let Some(batch) = stream.next().await {
             let input = match batch {
-                Ok(keys) => {
-                    Input::RoomKeys(keys.into_iter().map(|key| (key.room_id, key.session_id)).collect())
-                }
+                Ok(keys) => Input::RoomKeys(
+                    keys.into_iter()
+                        .map(|key| (key.room_id, key.session_id))
+                        .collect(),
+                ),
                 // We missed some: retry everything.
                 Err(_lagged) => Input::RetryParked,
             };
@@ -495,6 +548,26 @@ async fn forward_room_keys(client: Client, inputs: mpsc::UnboundedSender<Input>)
             }
         }
         debug!("room key stream ended (olm machine replaced); subscribing again");
+    }
+}
+
+/// Ends the memberships of a previous run, then keeps the store in step with the driver's
+/// view of our calls.
+async fn persist_calls(
+    store: CallStore,
+    previous: OwnCalls,
+    outbound: Outbound,
+    mut calls: watch::Receiver<OwnCalls>,
+) {
+    for record in previous.records() {
+        outbound.end_previous_membership(record).await;
+    }
+    loop {
+        let current = calls.borrow_and_update().clone();
+        store.save(&current).await;
+        if calls.changed().await.is_err() {
+            return;
+        }
     }
 }
 

@@ -14,8 +14,8 @@ use std::{
 };
 
 use matrix_rtc_membership::{
-    JoinConfig, MembershipContent, OwnMembership, OwnMembershipConfig, OwnStatus, RequestId,
-    RequestOutcome, SessionChange,
+    JoinConfig, MembershipContent, OwnAction, OwnMembership, OwnMembershipConfig, OwnStatus,
+    RequestId, RequestOutcome, SessionChange,
 };
 use matrix_sdk::{
     Client,
@@ -29,6 +29,7 @@ use tracing::{debug, trace, warn};
 use crate::{
     Error, Result, SideSyncBatch,
     observe::{CallKey, Registry},
+    persist::{OwnCallRecord, OwnCalls},
 };
 
 mod decrypt;
@@ -131,17 +132,21 @@ pub(crate) struct Driver {
     outbound: Outbound,
     parked: decrypt::Parked,
     parked_retry_at: Option<Instant>,
+    /// Our calls as the persisted record sees them (a writer task stores every change).
+    persist: watch::Sender<OwnCalls>,
+    /// What each request in flight is, to keep [`Self::persist`] up to date.
+    in_flight: HashMap<(CallKey, RequestId), OwnAction>,
 }
 
 impl Driver {
     pub(crate) fn new(
         client: Client,
-        own_user: OwnedUserId,
-        own_device: OwnedDeviceId,
+        (own_user, own_device): (OwnedUserId, OwnedDeviceId),
         limits: Limits,
         own_config: OwnMembershipConfig,
         registry: Arc<Registry>,
         outbound: Outbound,
+        persist: watch::Sender<OwnCalls>,
     ) -> Self {
         Self {
             client,
@@ -154,6 +159,8 @@ impl Driver {
             outbound,
             parked: decrypt::Parked::default(),
             parked_retry_at: None,
+            persist,
+            in_flight: HashMap::new(),
         }
     }
 
@@ -206,7 +213,9 @@ impl Driver {
             .own
             .values()
             .filter_map(|call| call.machine.next_deadline());
-        own.chain(self.ingest.next_deadline()).chain(self.parked_retry_at).min()
+        own.chain(self.ingest.next_deadline())
+            .chain(self.parked_retry_at)
+            .min()
     }
 
     fn handle_input(&mut self, input: Input, now: Instant, changes: &mut Vec<SessionChange>) {
@@ -266,10 +275,15 @@ impl Driver {
             }
             Input::Join(request) => self.join(*request, now),
             Input::Leave { call, reply } => self.leave(&call, reply, now),
-            Input::Decrypted { room_id, event_id, result } => {
+            Input::Decrypted {
+                room_id,
+                event_id,
+                result,
+            } => {
                 self.parked.finish(&event_id);
                 let parsed = result.map(Parsed::Sticky);
-                self.ingest.handle_parsed(&room_id, parsed, Some(event_id), now, changes);
+                self.ingest
+                    .handle_parsed(&room_id, parsed, Some(event_id), now, changes);
             }
             Input::Undecryptable { room_id, envelope } => {
                 self.parked.finish(&envelope.meta.event_id);
@@ -287,6 +301,9 @@ impl Driver {
             }
             Input::RetryParked => self.retry_parked(now),
             Input::Outcome { call, id, outcome } => {
+                if let Some(action) = self.in_flight.remove(&(call.clone(), id)) {
+                    self.record_outcome(&call, action, &outcome);
+                }
                 if let Some(own) = self.own.get_mut(&call) {
                     own.machine.handle_response(id, outcome, now);
                 } else {
@@ -332,6 +349,38 @@ impl Driver {
         );
     }
 
+    /// Keeps the persisted delay ID of a call in step with what the server holds.
+    fn record_outcome(&self, call: &CallKey, action: OwnAction, outcome: &RequestOutcome) {
+        trace!(?action, ?outcome, "request outcome");
+        let delay_id = match (action, outcome) {
+            (
+                OwnAction::ScheduleDelayedLeave,
+                RequestOutcome::Success {
+                    delay_id: Some(id), ..
+                },
+            ) => Some(id.as_str().to_owned()),
+            (
+                OwnAction::SendDelayedLeave | OwnAction::CancelDelayedLeave,
+                RequestOutcome::Success { .. }
+                | RequestOutcome::NotFound
+                | RequestOutcome::Conflict,
+            )
+            | (
+                OwnAction::RestartDelayedLeave,
+                RequestOutcome::NotFound | RequestOutcome::Conflict,
+            ) => None,
+            _ => return,
+        };
+        self.persist
+            .send_if_modified(|calls| match calls.get_mut(&call.room_id, &call.slot_id) {
+                Some(record) if record.delay_id != delay_id => {
+                    record.delay_id = delay_id;
+                    true
+                }
+                _ => false,
+            });
+    }
+
     fn retry_parked(&mut self, now: Instant) {
         self.parked_retry_at = None;
         let parked = self.parked.take_all(now);
@@ -358,7 +407,7 @@ impl Driver {
         } = request;
         let timings = timings.unwrap_or_else(|| self.own_config.clone());
         let slot_id = call.slot_id.clone();
-        let own = self.own.entry(call).or_insert_with(|| OwnCall {
+        let own = self.own.entry(call.clone()).or_insert_with(|| OwnCall {
             machine: OwnMembership::new(slot_id.clone(), timings.clone()),
             content: content.clone(),
             seen_in_sync: false,
@@ -371,8 +420,26 @@ impl Driver {
         }
         own.content = content;
         own.seen_in_sync = false;
+        let record = OwnCallRecord {
+            room_id: call.room_id.clone(),
+            slot_id: call.slot_id.clone(),
+            member_id: config.member_id.clone(),
+            delay_id: None,
+            sticky_duration_ms: own.machine.config().sticky_duration_ms,
+        };
         match own.machine.join(config, now) {
-            Ok(()) => own.join_waiters.push(reply),
+            Ok(()) => {
+                own.join_waiters.push(reply);
+                self.persist.send_if_modified(|calls| {
+                    let known = calls
+                        .get_mut(&record.room_id, &record.slot_id)
+                        .is_some_and(|r| r.member_id == record.member_id);
+                    if !known {
+                        calls.insert(record);
+                    }
+                    !known
+                });
+            }
             Err(error) => {
                 let _ = reply.send(Err(Error::JoinFailed(error.to_string())));
             }
@@ -428,6 +495,8 @@ impl Driver {
         }
         for (key, own) in &mut self.own {
             while let Some(request) = own.machine.poll_request() {
+                self.in_flight
+                    .insert((key.clone(), request.id()), request.action());
                 self.outbound
                     .spawn(key.clone(), own.content.clone(), request);
             }
@@ -448,6 +517,8 @@ impl Driver {
                 }
             }
             if status == OwnStatus::Disconnected {
+                self.persist
+                    .send_if_modified(|calls| calls.remove(&key.room_id, &key.slot_id).is_some());
                 for waiter in own.leave_waiters.drain(..) {
                     let _ = waiter.send(Ok(()));
                 }

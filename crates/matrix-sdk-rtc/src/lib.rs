@@ -89,6 +89,7 @@ mod error;
 mod events;
 mod observe;
 mod offline;
+mod persist;
 mod wire;
 
 pub use matrix_rtc_membership::{

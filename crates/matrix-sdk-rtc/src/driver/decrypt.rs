@@ -69,12 +69,22 @@ impl Parked {
             return;
         };
         self.events.insert(envelope.meta.event_id.clone());
-        self.by_session.entry((room_id, session_id)).or_default().push(envelope);
+        self.by_session
+            .entry((room_id, session_id))
+            .or_default()
+            .push(envelope);
     }
 
     /// The envelopes of one megolm session, taken out for another attempt.
-    pub(crate) fn take_session(&mut self, room_id: &OwnedRoomId, session_id: &str) -> Vec<EncryptedSticky> {
-        let taken = self.by_session.remove(&(room_id.clone(), session_id.to_owned())).unwrap_or_default();
+    pub(crate) fn take_session(
+        &mut self,
+        room_id: &OwnedRoomId,
+        session_id: &str,
+    ) -> Vec<EncryptedSticky> {
+        let taken = self
+            .by_session
+            .remove(&(room_id.clone(), session_id.to_owned()))
+            .unwrap_or_default();
         for envelope in &taken {
             self.events.remove(&envelope.meta.event_id);
         }
@@ -87,7 +97,9 @@ impl Parked {
         self.events.clear();
         self.by_session
             .drain()
-            .flat_map(|((room_id, _), envelopes)| envelopes.into_iter().map(move |e| (room_id.clone(), e)))
+            .flat_map(|((room_id, _), envelopes)| {
+                envelopes.into_iter().map(move |e| (room_id.clone(), e))
+            })
             .filter(|(_, envelope)| envelope.meta.expires_at > now)
             .collect()
     }
@@ -121,12 +133,18 @@ async fn decrypt(client: &Client, room_id: OwnedRoomId, envelope: EncryptedStick
             return Input::Undecryptable { room_id, envelope };
         }
     };
-    let sender_device = event.encryption_info().and_then(|info| info.sender_device.clone());
+    let sender_device = event
+        .encryption_info()
+        .and_then(|info| info.sender_device.clone());
     match &event.kind {
         TimelineEventKind::Decrypted(decrypted) => {
             let event_id = envelope.meta.event_id.clone();
             let result = envelope.into_decrypted(decrypted.event.json().get(), sender_device);
-            Input::Decrypted { room_id, event_id, result }
+            Input::Decrypted {
+                room_id,
+                event_id,
+                result,
+            }
         }
         TimelineEventKind::UnableToDecrypt { .. } | TimelineEventKind::PlainText { .. } => {
             trace!(room = %room_id, "room key missing: parked");

@@ -13,6 +13,7 @@ use crate::{
     DelayId, DelayedEventAction, HomeserverApi, RequestError,
     encryption::{Encryptor, RoomSendLock},
     observe::CallKey,
+    persist::OwnCallRecord,
     requests::millis,
 };
 
@@ -245,6 +246,49 @@ impl Outbound {
                     None if error.is_transient() => RequestOutcome::Network,
                     None => local_failure(),
                 })
+            }
+        }
+    }
+
+    /// Ends a membership of an earlier run of the app: sends its delayed leave now, or, when
+    /// that is gone or fails, a plain leave for its member ID (encrypted where needed). A
+    /// second leave for a membership already ended is harmless.
+    pub(crate) async fn end_previous_membership(&self, record: &OwnCallRecord) {
+        if let Some(delay_id) = &record.delay_id {
+            match self
+                .api
+                .update_delayed_event(&DelayId::new(delay_id.as_str()), DelayedEventAction::Send)
+                .await
+            {
+                Ok(()) => {
+                    debug!(room = %record.room_id, "sent the delayed leave of an earlier run");
+                    return;
+                }
+                Err(error) => {
+                    debug!(room = %record.room_id, %error, "delayed leave of an earlier run is gone")
+                }
+            }
+        }
+        let content =
+            matrix_rtc_membership::sticky_leave_content(&record.slot_id, &record.member_id);
+        let txn_id = OwnedTransactionId::from(format!("{}-previous-leave", self.txn_prefix));
+        match self
+            .send_now(
+                &record.room_id,
+                &content,
+                &txn_id,
+                record.sticky_duration_ms,
+            )
+            .await
+        {
+            Ok(RequestOutcome::Success { .. }) => {
+                debug!(room = %record.room_id, "sent a leave for the membership of an earlier run");
+            }
+            Ok(outcome) => {
+                warn!(room = %record.room_id, ?outcome, "could not end the membership of an earlier run")
+            }
+            Err(error) => {
+                warn!(room = %record.room_id, %error, "could not end the membership of an earlier run")
             }
         }
     }

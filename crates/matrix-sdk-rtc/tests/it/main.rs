@@ -5,3 +5,4 @@ mod calls;
 mod encrypted;
 mod http;
 mod offline;
+mod restart;
