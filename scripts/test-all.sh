@@ -26,3 +26,6 @@ bash scripts/fuzz-smoke.sh 30
 
 step "tests (unit, property, integration against a local Synapse)"
 cargo nextest run --workspace --locked --no-fail-fast
+
+step "bindings: Python, Kotlin and Swift suites against a local Synapse"
+bash scripts/bindings/test-all.sh
