@@ -109,7 +109,7 @@ if [[ $want_swift == 1 ]]; then
         log "swift chroot: apt-get install $SWIFT_PACKAGES"
         chroot "$SWIFT_CHROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
             DEBIAN_FRONTEND=noninteractive sh -c \
-            "apt-get update -qq && apt-get install -y -qq --no-install-recommends $SWIFT_PACKAGES >/dev/null && apt-get clean"
+            "apt-get update -qq && apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends $SWIFT_PACKAGES >/dev/null && apt-get clean"
         echo "$SWIFT_PACKAGES" > "$SWIFT_CHROOT/.rtc-swift-ready"
         swift_works || { log "swift chroot: swift does not run"; exit 1; }
         log "swift chroot: ready"

@@ -74,7 +74,7 @@ impl RtcClient {
     #[uniffi::constructor]
     pub async fn build(config: ClientConfig) -> Result<Arc<Self>> {
         let user_id = OwnedUserId::try_from(config.user_id.as_str()).map_err(|error| {
-            RtcFfiError::InvalidArgument(format!("user id {:?}: {error}", config.user_id))
+            RtcFfiError::InvalidArgument(format!("invalid user id {:?}: {error}", config.user_id))
         })?;
         if config.device_id.is_empty() {
             return Err(RtcFfiError::InvalidArgument(
@@ -307,7 +307,7 @@ impl RtcClient {
 
     fn call(&self, room_id: &str, slot_id: &str) -> Result<rtc::RtcCall> {
         let room_id = RoomId::parse(room_id).map_err(|error| {
-            RtcFfiError::InvalidArgument(format!("room id {room_id:?}: {error}"))
+            RtcFfiError::InvalidArgument(format!("invalid room id {room_id:?}: {error}"))
         })?;
         Ok(self.rtc.call(&room_id, slot_id)?)
     }

@@ -106,3 +106,42 @@ pub struct CallId {
     /// The slot (`{application}#{name}`).
     pub slot_id: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use matrix_sdk_rtc as rtc;
+
+    use super::JoinConfig;
+    use crate::CallIntent;
+
+    #[test]
+    fn an_empty_join_config_keeps_the_defaults() {
+        let options = rtc::JoinOptions::from(JoinConfig::default());
+        assert_eq!(options.timings, Some(rtc::OwnMembershipConfig::default()));
+        assert_eq!(options.transport, None);
+        assert_eq!(options.call_intent, None);
+    }
+
+    #[test]
+    fn every_join_config_field_reaches_the_options() {
+        let options = rtc::JoinOptions::from(JoinConfig {
+            delay_ms: Some(18_000),
+            restart_interval_ms: Some(6_000),
+            sticky_duration_ms: Some(600_000),
+            transport_url: Some("https://lk.example.org".to_owned()),
+            call_intent: Some(CallIntent::Video),
+        });
+        let expected = rtc::OwnMembershipConfig {
+            delay_ms: 18_000,
+            restart_interval_ms: 6_000,
+            sticky_duration_ms: 600_000,
+            ..rtc::OwnMembershipConfig::default()
+        };
+        assert_eq!(options.timings, Some(expected));
+        assert_eq!(
+            options.transport,
+            Some(rtc::Transport::livekit("https://lk.example.org"))
+        );
+        assert_eq!(options.call_intent, Some(rtc::CallIntent::Video));
+    }
+}

@@ -9,7 +9,7 @@ use matrix_sdk_rtc as rtc;
 pub enum RtcFfiError {
     /// An argument is malformed: a room ID, a user ID, a device ID, a slot ID
     /// (`{application}#{name}`) or a URL.
-    #[error("invalid argument: {0}")]
+    #[error("{0}")]
     InvalidArgument(String),
     /// The client is not started (call `start` first), or it was stopped.
     #[error("{0}")]
@@ -64,3 +64,32 @@ impl From<matrix_sdk::Error> for RtcFfiError {
 
 /// Result alias of this crate.
 pub type Result<T, E = RtcFfiError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use matrix_sdk_rtc as rtc;
+
+    use super::RtcFfiError;
+
+    #[test]
+    fn errors_keep_their_kind_and_message() {
+        let error = RtcFfiError::from(rtc::Error::InvalidSlot("no-slot".to_owned()));
+        assert!(
+            matches!(&error, RtcFfiError::InvalidArgument(_)),
+            "{error:?}"
+        );
+        assert_eq!(error.to_string(), "invalid slot id: no-slot");
+        for stopped in [rtc::Error::DriverStopped, rtc::Error::NotLoggedIn] {
+            assert!(matches!(
+                RtcFfiError::from(stopped),
+                RtcFfiError::NotRunning(_)
+            ));
+        }
+        let missing = RtcFfiError::from(rtc::Error::MissingFeature("sticky events".to_owned()));
+        assert!(
+            matches!(&missing, RtcFfiError::MissingFeature(message) if message.contains("sticky events"))
+        );
+        let failed = RtcFfiError::from(rtc::Error::JoinFailed("refused".to_owned()));
+        assert!(matches!(failed, RtcFfiError::JoinFailed(_)));
+    }
+}

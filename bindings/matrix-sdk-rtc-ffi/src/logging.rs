@@ -7,8 +7,9 @@ use crate::{Result, RtcFfiError};
 /// nothing. Access tokens are never logged.
 #[uniffi::export]
 pub fn init_logging(filter: String) -> Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
-        .map_err(|error| RtcFfiError::InvalidArgument(format!("log filter {filter:?}: {error}")))?;
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter).map_err(|error| {
+        RtcFfiError::InvalidArgument(format!("invalid log filter {filter:?}: {error}"))
+    })?;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

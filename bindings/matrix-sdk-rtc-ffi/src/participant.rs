@@ -207,3 +207,58 @@ impl From<VectorDiff<Arc<rtc::Participant>>> for ParticipantsDiff {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use eyeball_im::{Vector, VectorDiff};
+    use matrix_sdk_rtc as rtc;
+
+    use super::{CallIntent, ParticipantsDiff, index};
+
+    type Diff = VectorDiff<Arc<rtc::Participant>>;
+
+    #[test]
+    fn diffs_without_values_keep_their_positions() {
+        let cases: [(Diff, ParticipantsDiff); 6] = [
+            (VectorDiff::Clear, ParticipantsDiff::Clear),
+            (VectorDiff::PopFront, ParticipantsDiff::PopFront),
+            (VectorDiff::PopBack, ParticipantsDiff::PopBack),
+            (
+                VectorDiff::Remove { index: 3 },
+                ParticipantsDiff::Remove { index: 3 },
+            ),
+            (
+                VectorDiff::Truncate { length: 2 },
+                ParticipantsDiff::Truncate { length: 2 },
+            ),
+            (
+                VectorDiff::Reset {
+                    values: Vector::new(),
+                },
+                ParticipantsDiff::Reset { values: Vec::new() },
+            ),
+        ];
+        for (diff, expected) in cases {
+            assert_eq!(ParticipantsDiff::from(diff), expected);
+        }
+        assert_eq!(index(usize::MAX), u32::MAX);
+    }
+
+    #[test]
+    fn call_intents_round_trip() {
+        for intent in [
+            CallIntent::Audio,
+            CallIntent::Video,
+            CallIntent::Other {
+                value: "screen-share".to_owned(),
+            },
+        ] {
+            assert_eq!(
+                CallIntent::from(rtc::CallIntent::from(intent.clone())),
+                intent
+            );
+        }
+    }
+}

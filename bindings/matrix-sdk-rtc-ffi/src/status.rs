@@ -54,3 +54,42 @@ impl From<rtc::OwnStatus> for OwnStatus {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use matrix_rtc_membership::OwnError;
+    use matrix_sdk_rtc as rtc;
+
+    use super::OwnStatus;
+
+    #[test]
+    fn statuses_convert() {
+        let connected = rtc::OwnStatus::Connected {
+            dead_man_switch: true,
+        };
+        assert_eq!(
+            OwnStatus::from(connected),
+            OwnStatus::Connected {
+                dead_man_switch: true
+            }
+        );
+        assert_eq!(
+            OwnStatus::from(rtc::OwnStatus::ProbablyLeft),
+            OwnStatus::ProbablyLeft
+        );
+        let refused = rtc::OwnStatus::Error {
+            error: OwnError::JoinRejected {
+                status: 403,
+                errcode: Some("M_FORBIDDEN".to_owned()),
+            },
+            retrying: false,
+        };
+        assert_eq!(
+            OwnStatus::from(refused),
+            OwnStatus::Error {
+                message: "the server refused our join (HTTP 403)".to_owned(),
+                retrying: false
+            }
+        );
+    }
+}
