@@ -6,6 +6,7 @@
 // `N passed, N failed` and exits non-zero on any failure.
 
 import java.io.File
+import java.lang.ref.WeakReference
 import java.util.concurrent.ConcurrentHashMap
 import kotlin.system.exitProcess
 import kotlinx.coroutines.async
@@ -120,6 +121,16 @@ suspend inline fun <reified E : RtcFfiException> expectError(block: () -> Unit) 
     throw AssertionError("expected ${E::class.simpleName}")
 }
 
+/** Subscribes a fresh listener, cancels it, and returns a weak reference to the listener. */
+suspend fun Suite.releasedAfterCancel(): WeakReference<ParticipantRows> {
+    val listener = ParticipantRows()
+    val handle = a.subscribeParticipants(room, slot, listener)
+    handle.cancel()
+    withTimeout(TIMEOUT_MS) { while (!handle.isFinished()) delay(10) }
+    handle.close()
+    return WeakReference(listener)
+}
+
 class Suite {
     lateinit var a: RtcClient
     lateinit var b: RtcClient
@@ -231,6 +242,14 @@ class Suite {
         }
         handles.forEach { it.close() }
         handles.clear()
+        // A cancelled subscription releases its listener.
+        val released = releasedAfterCancel()
+        withTimeout(TIMEOUT_MS) {
+            while (released.get() != null) {
+                System.gc()
+                delay(10)
+            }
+        }
         a.stop()
         b.stop()
         a.stop() // twice is harmless

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 
 sys.path.insert(0, sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(__file__))
 
@@ -296,6 +297,13 @@ class Suite:
                 assert self.loop.time() < deadline, "a cancelled task did not finish"
                 await asyncio.sleep(0.01)
         self.handles.clear()
+        # The library released every listener: nothing but this suite holds them now.
+        listeners = ("diagnostics", "participants", "active", "status", "call_events", "changes")
+        refs = [weakref.ref(getattr(self, name)) for name in listeners]
+        for name in listeners:
+            delattr(self, name)
+        gc.collect()
+        assert all(ref() is None for ref in refs), "a listener is still referenced"
         self.a.stop()
         self.b.stop()
         self.a.stop()  # twice is harmless

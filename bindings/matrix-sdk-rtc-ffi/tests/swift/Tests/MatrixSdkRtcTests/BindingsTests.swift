@@ -147,6 +147,17 @@ func isNotRunning(_ error: RtcFfiError) -> Bool {
     return false
 }
 
+extension TaskHandle {
+    /// Waits until the task has ended.
+    func waitUntilFinished() async throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while !isFinished() {
+            if Date() > deadline { throw Timeout(description: "a cancelled task did not finish") }
+            try await Task.sleep(nanoseconds: 10_000_000)
+        }
+    }
+}
+
 /// What the steps share: XCTest makes a new test-case object for each test.
 enum Shared {
     static var a: RtcClient!
@@ -312,14 +323,21 @@ final class BindingsTests: XCTestCase {
                 handle.cancel()
                 handle.cancel()  // twice is harmless
             }
-            let deadline = Date().addingTimeInterval(timeout)
             for handle in Shared.handles {
-                while !handle.isFinished() {
-                    if Date() > deadline { throw Timeout(description: "a cancelled task did not finish") }
-                    try await Task.sleep(nanoseconds: 10_000_000)
-                }
+                try await handle.waitUntilFinished()
             }
             Shared.handles.removeAll()
+            // A cancelled subscription releases its listener.
+            weak var released: ParticipantRows?
+            let cancelled: TaskHandle = try {
+                let listener = ParticipantRows()
+                released = listener
+                let handle = try Shared.a.subscribeParticipants(roomId: room, slotId: slot, listener: listener)
+                handle.cancel()
+                return handle
+            }()
+            try await cancelled.waitUntilFinished()
+            XCTAssertNil(released, "the library still holds a cancelled listener")
             Shared.a.stop()
             Shared.b.stop()
             Shared.a.stop()  // twice is harmless
