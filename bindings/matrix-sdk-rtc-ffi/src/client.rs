@@ -208,6 +208,20 @@ impl RtcClient {
             .collect()
     }
 
+    /// The calls we were in when this client last stopped without leaving (the app was killed
+    /// or restarted mid-call), known once [`start`](Self::start) has returned. `start` ends
+    /// their old memberships: join them again to resume.
+    pub fn interrupted_calls(&self) -> Vec<CallId> {
+        self.rtc
+            .interrupted_calls()
+            .into_iter()
+            .map(|(room_id, slot_id)| CallId {
+                room_id: room_id.to_string(),
+                slot_id,
+            })
+            .collect()
+    }
+
     /// The participant list of a call: `listener` gets one `Reset` with the whole list now,
     /// then every batch of changes.
     pub fn subscribe_participants(

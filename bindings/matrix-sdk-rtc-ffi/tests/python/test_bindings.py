@@ -145,8 +145,8 @@ def config_for(who):
         device_id=ENV[f"RTC_TEST_{who}_DEVICE_ID"],
         access_token=ENV[f"RTC_TEST_{who}_ACCESS_TOKEN"],
         store_path=os.path.join(ENV["RTC_TEST_STORE_DIR"], f"python-{who}"),
-        # A's stores are encrypted, B's are not: both paths are covered. Deriving the store key
-        # takes about 13 s in a debug build, so only this suite and only A pay for it.
+        # A's stores are encrypted, B's are not: both paths are covered (deriving the store key
+        # takes a few seconds in a debug build, so only A pays for it).
         store_passphrase="python test passphrase" if who == "A" else None,
     )
 
@@ -260,6 +260,22 @@ class Suite:
         snapshot = self.a.participants(self.room, self.slot)
         assert [p.user_id for p in snapshot] == self.participants.users(), snapshot
 
+    async def test_second_participant_resumes_after_a_restart(self):
+        other = ENV["RTC_TEST_B_USER_ID"]
+        # B's app is killed mid-call: stopped without leaving, then built again on its stores.
+        self.b.stop()
+        del self.b
+        gc.collect()
+        self.b = await rtc.RtcClient.build(config_for("B"))
+        await self.b.start()
+        assert self.b.interrupted_calls() == [rtc.CallId(room_id=self.room, slot_id=self.slot)], \
+            self.b.interrupted_calls()
+        await self.participants.recorder.wait_for(
+            "B's old membership to end", lambda: other not in self.participants.users())
+        await self.b.join(self.room, self.slot, FAST)
+        await self.participants.recorder.wait_for(
+            "B back in A's list", lambda: other in self.participants.users())
+
     async def test_second_participant_leaves(self):
         other = ENV["RTC_TEST_B_USER_ID"]
         await self.b.leave(self.room, self.slot)
@@ -271,8 +287,8 @@ class Suite:
             "B's leave with its reason",
             lambda: any(isinstance(c, rtc.SessionChange.LEFT) and c.participant.user_id == other
                         for c in self.changes.values))
-        left = next(c for c in self.changes.values
-                    if isinstance(c, rtc.SessionChange.LEFT) and c.participant.user_id == other)
+        left = [c for c in self.changes.values
+                if isinstance(c, rtc.SessionChange.LEFT) and c.participant.user_id == other][-1]
         assert isinstance(left.reason, rtc.LeftReason.LEAVE_EVENT), left.reason
 
     async def test_leave(self):
