@@ -33,17 +33,26 @@ const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// `rtc demo`.
 pub(crate) async fn run(args: DemoArgs) -> Result<()> {
     let started = Instant::now();
-    println!("rtc demo: a local Synapse, three participants, a clean leave and a crash");
-    println!(
+    let mut intro = Vec::new();
+    say(
+        &mut intro,
+        "rtc demo: a local Synapse, three participants, a clean leave and a crash".to_owned(),
+    );
+    say(
+        &mut intro,
         "step 1: starting a local Synapse (the first run installs it into .build/synapse-venv)"
+            .to_owned(),
     );
     let server = TestHomeserver::start_with(HomeserverConfig::default().with_label("rtc-demo"))
         .await
         .context("starting the local Synapse failed")?;
-    println!("        Synapse is up at {}", server.base_url());
+    say(
+        &mut intro,
+        format!("        Synapse is up at {}", server.base_url()),
+    );
 
     let outcome = tokio::select! {
-        outcome = story(&server, &args) => outcome,
+        outcome = story(&server, &args, intro) => outcome,
         interrupted = signal::interrupted() => {
             interrupted?;
             Err(anyhow::anyhow!("interrupted"))
@@ -73,8 +82,18 @@ struct Member {
     child: Option<Child>,
 }
 
-async fn story(server: &TestHomeserver, args: &DemoArgs) -> Result<()> {
-    println!("step 2: registering the watcher, alice, bob and carol, and creating their room");
+/// Prints a narration line before the watcher runs, and keeps it for the watcher's log pane
+/// (a terminal is cleared when the table is first drawn).
+fn say(intro: &mut Vec<String>, line: String) {
+    println!("{line}");
+    intro.push(line);
+}
+
+async fn story(server: &TestHomeserver, args: &DemoArgs, mut intro: Vec<String>) -> Result<()> {
+    say(
+        &mut intro,
+        "step 2: registering the watcher, alice, bob and carol, and creating their room".to_owned(),
+    );
     let watcher_user = server.register_user("watcher").await?;
     let mut members = Vec::new();
     for name in ["alice", "bob", "carol"] {
@@ -94,9 +113,11 @@ async fn story(server: &TestHomeserver, args: &DemoArgs) -> Result<()> {
         server.join_room(&member.user, &room).await?;
     }
     let room_id = OwnedRoomId::try_from(room.as_str()).context("the server's room id")?;
-    println!("        room {room_id}");
-
-    println!("step 3: starting the watcher (in this process)");
+    say(&mut intro, format!("        room {room_id}"));
+    say(
+        &mut intro,
+        "step 3: starting the watcher (in this process)".to_owned(),
+    );
     let login = token_login(server, &watcher_user);
     let needed = [
         matrix_sdk_rtc::MissingFeature::StickyEvents,
@@ -114,6 +135,11 @@ async fn story(server: &TestHomeserver, args: &DemoArgs) -> Result<()> {
         HashSet::from([room_id.clone()]),
     );
     let narration = watcher.narration_channel();
+    if mode == (Mode::Table { tty: true }) {
+        for line in intro {
+            watcher.show_log_line(line);
+        }
+    }
     connected.start().await?;
     watcher.ready(&connected);
 

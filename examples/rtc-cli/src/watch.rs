@@ -20,7 +20,7 @@ use tokio::{sync::mpsc, time::Instant};
 use crate::{cli::WatchArgs, connect::Connected, signal};
 
 /// Lines kept in the log pane and in the rejected-events pane.
-const LOG_LINES: usize = 12;
+const LOG_LINES: usize = 16;
 const REJECTED_LINES: usize = 6;
 
 /// `rtc watch`.
