@@ -88,12 +88,17 @@ pub struct OwnMembershipConfig {
     /// the join). The grace doubles after each re-join that sync never confirmed (up to 64
     /// times). Default: 10 000.
     pub sync_grace_ms: u64,
+    /// The shortest time between two re-sends for new devices
+    /// ([`handle_new_devices`](crate::OwnMembership::handle_new_devices)): calls inside it are
+    /// coalesced into one run at its end. Default: 30 000.
+    pub new_devices_min_interval_ms: u64,
 }
 
 impl Default for OwnMembershipConfig {
     /// The defaults: `D` 10 s, `R` 3 s, `T` 2 s, network retry 3 s × 10, rate limit 5 s × 10
     /// (at most 300 s), 10 s between attempts once a budget is used up, sticky duration 1 h
-    /// (5 min without a dead-man switch), refresh at 50 %, sync grace 10 s.
+    /// (5 min without a dead-man switch), refresh at 50 %, sync grace 10 s, at most one re-send
+    /// for new devices every 30 s.
     fn default() -> Self {
         Self {
             delay_ms: 10_000,
@@ -110,6 +115,7 @@ impl Default for OwnMembershipConfig {
             no_switch_sticky_duration_ms: MIN_NO_SWITCH_STICKY_DURATION_MS,
             refresh_at_percent: 50,
             sync_grace_ms: 10_000,
+            new_devices_min_interval_ms: 30_000,
         }
     }
 }
@@ -147,6 +153,10 @@ impl OwnMembershipConfig {
     pub(crate) fn refresh_after(&self, sticky_duration_ms: u64) -> Duration {
         let percent = u64::from(self.refresh_at_percent.clamp(50, 75));
         Duration::from_millis(sticky_duration_ms.saturating_mul(percent) / 100)
+    }
+
+    pub(crate) fn new_devices_min_interval(&self) -> Duration {
+        capped(self.new_devices_min_interval_ms)
     }
 
     pub(crate) fn request_timeout(&self) -> Duration {

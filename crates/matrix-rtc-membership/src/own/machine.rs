@@ -17,7 +17,8 @@ use super::{
     },
     retry::RetryBook,
     state::{
-        AfterLeave, Attempt, Goal, InFlight, JoinSend, Leaving, Leftover, Member, Session, Switch,
+        AfterLeave, Attempt, Goal, InFlight, JoinSend, Leaving, Leftover, Member, NewDevices,
+        Session, Switch,
     },
     status::{JoinError, OwnError, OwnEvent, OwnStatus},
     timer::{Timer, TimerTable},
@@ -53,6 +54,13 @@ const MAX_DRIVE_ROUNDS: usize = 32;
 ///   [`OwnStatus::Error`] (after cleaning up). When the earliest instant the server could fire passes without a confirmed restart,
 ///   the status says [`OwnStatus::ProbablyLeft`] rather than pretending to be connected.
 /// - **Refresh** of the join at 50–75 % of its sticky lifetime, same duration, with retries.
+/// - **New devices** in an encrypted room cannot decrypt what was encrypted before they
+///   appeared, and a delayed event is encrypted when it is scheduled. On
+///   [`handle_new_devices`](Self::handle_new_devices) it refreshes the join early and re-arms the
+///   delayed leave: it cancels the armed one, then schedules a new one (never two at once; in
+///   between, a short window without a dead-man switch, reported as
+///   [`OwnStatus::Connected`] with `dead_man_switch: false`). At most once per
+///   `new_devices_min_interval_ms`.
 /// - **Leave**: `send` the delayed leave now; on 404, 409 or any other failure, send the leave
 ///   directly. A leave while joining awaits what is in flight and cleans it up.
 ///
@@ -68,7 +76,8 @@ const MAX_DRIVE_ROUNDS: usize = 32;
 /// - **Inputs** from the world: [`handle_response`](Self::handle_response),
 ///   [`handle_timeout`](Self::handle_timeout),
 ///   [`handle_own_membership_in_sync`](Self::handle_own_membership_in_sync),
-///   [`handle_capabilities`](Self::handle_capabilities).
+///   [`handle_capabilities`](Self::handle_capabilities),
+///   [`handle_new_devices`](Self::handle_new_devices).
 /// - **Outputs**: [`poll_request`](Self::poll_request) and [`poll_event`](Self::poll_event).
 ///
 /// After **every** command or input, the driver:
@@ -87,7 +96,9 @@ const MAX_DRIVE_ROUNDS: usize = 32;
 /// already answered or timed-out request is ignored. The machine times a request out itself at
 /// its [`deadline`](OwnRequest::deadline) and then ignores a late answer. Feeding
 /// `handle_own_membership_in_sync` after every sync (or whenever the driver's view of our
-/// membership changes) is fine.
+/// membership changes) is fine. Feed `handle_new_devices` whenever devices appear among the
+/// members of an encrypted room (after a sync, or a periodic check): it is rate limited, and
+/// ignored unless joined.
 ///
 /// To stop cleanly, call [`leave`](Self::leave) and keep driving until the status is
 /// [`OwnStatus::Disconnected`]. Dropping the machine instead (or crashing) is safe: the server
@@ -162,6 +173,12 @@ pub struct OwnMembership {
     outbox: VecDeque<OwnRequest>,
     events: VecDeque<OwnEvent>,
     retries: RetryBook,
+    new_devices: NewDevices,
+    /// An early refresh of our join is wanted (for new devices); cleared by any new join.
+    early_refresh: bool,
+    /// A re-arm of our delayed leave is wanted from this instant on (for new devices); cleared
+    /// by any new schedule.
+    rearm_at: Option<Instant>,
     status: OwnStatus,
     last_now: Option<Instant>,
     next_request: u64,
@@ -186,6 +203,9 @@ impl OwnMembership {
             outbox: VecDeque::new(),
             events: VecDeque::new(),
             retries: RetryBook::default(),
+            new_devices: NewDevices::default(),
+            early_refresh: false,
+            rearm_at: None,
             status: OwnStatus::Disconnected,
             last_now: None,
             next_request: 0,
@@ -320,6 +340,34 @@ impl OwnMembership {
         self.drive(now);
     }
 
+    /// New devices appeared among the members of the room (encrypted): re-send what they could
+    /// not decrypt.
+    ///
+    /// While joined ([`Connected`](OwnStatus::Connected) or
+    /// [`ProbablyLeft`](OwnStatus::ProbablyLeft)) it refreshes our join early (same member id,
+    /// same sticky duration, a new transaction) and re-arms our delayed leave: it cancels the
+    /// armed one, then schedules a new one, so that the server never holds two. Between the
+    /// cancel and the new schedule there is no dead-man switch (a window of about two round
+    /// trips; the status says so). What is in flight on a lane is awaited first, and the refresh
+    /// follows the new schedule (delayed leave first, then the join).
+    ///
+    /// It runs at most once per
+    /// [`new_devices_min_interval_ms`](OwnMembershipConfig::new_devices_min_interval_ms): calls
+    /// inside the interval are coalesced into one run at its end (dropped if no longer joined
+    /// then). Ignored when not joined.
+    pub fn handle_new_devices(&mut self, now: Instant) {
+        let now = self.begin(now);
+        if !self.is_joined() {
+            trace!(slot = %self.slot_id, "new devices ignored: not joined");
+        } else if self.new_devices_due(now) {
+            self.run_new_devices(now);
+        } else {
+            trace!(slot = %self.slot_id, "new devices: coalesced into the next run");
+            self.new_devices.pending = true;
+        }
+        self.drive(now);
+    }
+
     /// Time has passed: call it at (or after) [`next_deadline`](Self::next_deadline). Extra
     /// calls do nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -401,7 +449,8 @@ impl OwnMembership {
                 | Timer::SwitchRetry
                 | Timer::Refresh
                 | Timer::JoinExpiry
-                | Timer::MemberRetry => {}
+                | Timer::MemberRetry
+                | Timer::NewDevices => {}
             }
         }
     }
@@ -434,6 +483,7 @@ impl OwnMembership {
 
     /// Makes every step the current state allows at `now`, then updates timers and status.
     fn drive(&mut self, now: Instant) {
+        self.drive_new_devices(now);
         let mut rounds = 0;
         loop {
             let progressed = self.drive_goal(now) | self.drive_switch(now) | self.drive_member(now);
@@ -448,6 +498,59 @@ impl OwnMembership {
         }
         self.refresh_timers(now);
         self.refresh_status(now);
+    }
+
+    /// Runs a coalesced re-send for new devices once due; drops every new-devices wish when not
+    /// joining.
+    fn drive_new_devices(&mut self, now: Instant) {
+        if !matches!(self.goal, Goal::Join(_)) {
+            self.new_devices.pending = false;
+            self.early_refresh = false;
+            self.rearm_at = None;
+            return;
+        }
+        if matches!(self.switch, Switch::Unavailable(_)) {
+            self.rearm_at = None;
+        }
+        if self.new_devices.pending && self.new_devices_due(now) {
+            if self.is_joined() {
+                self.run_new_devices(now);
+            } else {
+                debug!(slot = %self.slot_id, "coalesced new devices dropped: no longer joined");
+                self.new_devices.pending = false;
+            }
+        }
+    }
+
+    fn new_devices_due(&self, now: Instant) -> bool {
+        self.new_devices
+            .last_run
+            .is_none_or(|at| now >= at + self.config.new_devices_min_interval())
+    }
+
+    fn run_new_devices(&mut self, now: Instant) {
+        debug!(slot = %self.slot_id, "new devices: refreshing our join and re-arming our delayed leave");
+        self.new_devices = NewDevices {
+            last_run: Some(now),
+            pending: false,
+        };
+        self.early_refresh = true;
+        if !matches!(self.switch, Switch::Unavailable(_)) {
+            self.rearm_at = Some(now);
+        }
+    }
+
+    /// Joined: an acknowledged join of this session is live (as far as we know).
+    fn is_joined(&self) -> bool {
+        matches!(self.goal, Goal::Join(_))
+            && matches!(
+                self.member,
+                Member::AwaitRefreshDue(_)
+                    | Member::AwaitJoinAck(JoinSend {
+                        previous: Some(_),
+                        ..
+                    })
+            )
     }
 
     /// While leaving: notices that the leave is out, and ends the leave.
@@ -531,6 +634,7 @@ impl OwnMembership {
             Switch::AwaitScheduled(s) => s.attempt.in_flight(),
             Switch::AwaitCancelled(c) => c.attempt.in_flight(),
             Switch::AwaitRestarted(_, f) | Switch::AwaitSent(_, f) => Some(f),
+            Switch::AwaitRearmCancelled(c) => c.attempt.in_flight(),
             Switch::Off | Switch::AwaitRestartDue(_) | Switch::Unavailable(_) => None,
         }
     }
@@ -644,6 +748,9 @@ impl OwnMembership {
                 if joining {
                     t.arm(Timer::Restart, a.next_restart);
                     t.arm(Timer::ExpectedFire, a.expected_fire);
+                    if let Some(at) = self.rearm_at {
+                        t.arm(Timer::SwitchRetry, at);
+                    }
                 } else if leaving {
                     t.arm(Timer::ExpectedFire, a.fire_by);
                 }
@@ -655,6 +762,17 @@ impl OwnMembership {
                 }
             }
             Switch::AwaitSent(_, f) => t.arm(Timer::SwitchRequestTimeout, f.deadline),
+            Switch::AwaitRearmCancelled(c) => {
+                arm_attempt(
+                    &mut t,
+                    &c.attempt,
+                    Timer::SwitchRequestTimeout,
+                    Timer::SwitchRetry,
+                );
+                if joining {
+                    t.arm(Timer::ExpectedFire, c.target.expected_fire);
+                }
+            }
             Switch::Off | Switch::Unavailable(_) => {}
         }
         if leaving && self.member_maybe_live {
@@ -664,6 +782,15 @@ impl OwnMembership {
             if let Some(at) = self.member_gone_by {
                 t.arm(Timer::JoinExpiry, at);
             }
+        }
+        if joining
+            && self.new_devices.pending
+            && let Some(last) = self.new_devices.last_run
+        {
+            t.arm(
+                Timer::NewDevices,
+                last + self.config.new_devices_min_interval(),
+            );
         }
         match &self.member {
             Member::AwaitJoinAck(j) => {
@@ -730,6 +857,10 @@ impl OwnMembership {
                     ..
                 })
         );
+        let rearm_unconfirmed = matches!(
+            &self.switch,
+            Switch::AwaitRearmCancelled(c) if now >= c.target.expected_fire
+        );
         let rejoining = matches!(
             self.member,
             Member::AwaitSwitch { rejoin: Some(_) }
@@ -743,6 +874,7 @@ impl OwnMembership {
                 dead_man_switch: true,
             },
             (true, Some(_)) => OwnStatus::ProbablyLeft,
+            (true, None) if rearm_unconfirmed => OwnStatus::ProbablyLeft,
             (true, None) => OwnStatus::Connected {
                 dead_man_switch: false,
             },

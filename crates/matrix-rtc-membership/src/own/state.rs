@@ -95,6 +95,10 @@ pub(crate) enum Switch {
     AwaitCancelled(Cancelling),
     /// Awaiting the answer to a `send` (our leave).
     AwaitSent(Armed, InFlight),
+    /// Awaiting the cancel of our armed delayed leave, to schedule a new one that new devices
+    /// can decrypt. A failed cancel is retried (it may have gone through: we cannot claim the
+    /// old one armed any more).
+    AwaitRearmCancelled(Cancelling),
     /// No dead-man switch for this session.
     Unavailable(UnavailableReason),
 }
@@ -197,4 +201,13 @@ pub(crate) struct Joined {
 pub(crate) struct LeaveSend {
     pub(crate) txn: TxnId,
     pub(crate) attempt: Attempt,
+}
+
+/// The re-send for new devices, rate limited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct NewDevices {
+    /// When it last ran.
+    pub(crate) last_run: Option<Instant>,
+    /// A call inside the interval awaits its end.
+    pub(crate) pending: bool,
 }

@@ -26,10 +26,12 @@ pub(crate) enum Timer {
     MemberRequestTimeout,
     /// The retry of a failed join, refresh or leave is due.
     MemberRetry,
+    /// A coalesced re-send for new devices is due (the end of the rate-limit interval).
+    NewDevices,
 }
 
 impl Timer {
-    const COUNT: usize = 8;
+    const COUNT: usize = 9;
     const ALL: [Self; Self::COUNT] = [
         Self::Restart,
         Self::ExpectedFire,
@@ -39,6 +41,7 @@ impl Timer {
         Self::JoinExpiry,
         Self::MemberRequestTimeout,
         Self::MemberRetry,
+        Self::NewDevices,
     ];
 
     fn index(self) -> usize {
@@ -51,6 +54,7 @@ impl Timer {
             Self::JoinExpiry => 5,
             Self::MemberRequestTimeout => 6,
             Self::MemberRetry => 7,
+            Self::NewDevices => 8,
         }
     }
 }

@@ -9,5 +9,6 @@ mod faults;
 mod heartbeat;
 mod join;
 mod leave;
+mod new_devices;
 mod props;
 mod sim;

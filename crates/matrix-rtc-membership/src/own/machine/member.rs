@@ -29,6 +29,8 @@ impl OwnMembership {
             Member::Absent => (Member::AwaitSwitch { rejoin: None }, true),
             // Delayed leave first, then the join.
             Member::AwaitSwitch { rejoin } if confirmed => {
+                // A new join is encrypted for the devices of now.
+                self.early_refresh = false;
                 let txn = self.new_txn();
                 let f = self.emit_member(txn, false, now);
                 let send = JoinSend {
@@ -82,7 +84,10 @@ impl OwnMembership {
                 )
             }
             // The refresh is a join too: it also waits for a confirmed switch.
-            Member::AwaitRefreshDue(joined) if now >= joined.refresh_due && confirmed => {
+            Member::AwaitRefreshDue(joined)
+                if (now >= joined.refresh_due || self.early_refresh) && confirmed =>
+            {
+                self.early_refresh = false;
                 let txn = self.new_txn();
                 let f = self.emit_member(txn, true, now);
                 let send = JoinSend {
@@ -102,7 +107,11 @@ impl OwnMembership {
     }
 
     fn drive_member_leaving(&mut self, now: Instant) -> bool {
-        let switch_idle = matches!(self.switch, Switch::Off | Switch::Unavailable(_));
+        // A cancel for a re-arm proves nothing about our leave: send it directly meanwhile.
+        let switch_idle = matches!(
+            self.switch,
+            Switch::Off | Switch::Unavailable(_) | Switch::AwaitRearmCancelled(_)
+        );
         let (next, progressed) = match mem::replace(&mut self.member, Member::Absent) {
             Member::AwaitSwitch { .. } | Member::AwaitRefreshDue(_) => (Member::Absent, true),
             Member::AwaitJoinAck(send) if send.attempt.in_flight().is_none() => {

@@ -44,6 +44,18 @@ impl OwnMembership {
                 }
                 if now >= a.next_restart {
                     (self.emit_restart(a, now), true)
+                } else if self.rearm_at.is_some_and(|at| now >= at) {
+                    // New devices: cancel it, then schedule a new one (never two at once).
+                    self.rearm_at = None;
+                    debug!(slot = %self.slot_id, "new devices: cancelling our delayed leave to schedule a new one");
+                    let f = self.emit_cancel(&a, now);
+                    (
+                        Switch::AwaitRearmCancelled(Cancelling {
+                            target: a,
+                            attempt: Attempt::InFlight(f),
+                        }),
+                        true,
+                    )
                 } else {
                     (Switch::AwaitRestartDue(a), false)
                 }
@@ -59,6 +71,7 @@ impl OwnMembership {
                 }
                 _ => (Switch::AwaitCancelled(c), false),
             },
+            Switch::AwaitRearmCancelled(c) => self.drive_rearm_cancel(c, now),
             Switch::Unavailable(UnavailableReason::Capability) if self.caps.delayed_events => {
                 debug!(slot = %self.slot_id, "delayed events are available now: arming a dead-man switch");
                 (Switch::Off, true)
@@ -67,6 +80,25 @@ impl OwnMembership {
         };
         self.switch = next;
         progressed
+    }
+
+    /// Retries the cancel of a re-arm, until it is answered or the old delayed leave is gone
+    /// either way (cancelled or fired).
+    fn drive_rearm_cancel(&mut self, mut c: Cancelling, now: Instant) -> (Switch, bool) {
+        match c.attempt {
+            Attempt::RetryAt(_) if now >= c.target.fire_by => {
+                debug!(slot = %self.slot_id, "the delayed leave we could not cancel is gone by now (cancelled or fired)");
+                // Nothing left to cancel: the failure streak ends.
+                self.retries.success(OwnAction::CancelDelayedLeave);
+                self.on_leave_went_out(&c.target.member_id, false);
+                (Switch::Off, true)
+            }
+            Attempt::RetryAt(at) if now >= at => {
+                c.attempt = Attempt::InFlight(self.emit_cancel(&c.target, now));
+                (Switch::AwaitRearmCancelled(c), true)
+            }
+            _ => (Switch::AwaitRearmCancelled(c), false),
+        }
     }
 
     /// From [`Switch::Off`] while joining: get rid of a leftover, then schedule ours.
@@ -98,6 +130,8 @@ impl OwnMembership {
                 Switch::Unavailable(UnavailableReason::Capability)
             }
             None => {
+                // A new schedule is encrypted for the devices of now.
+                self.rearm_at = None;
                 let txn = self.new_txn();
                 let Some(session) = self.session() else {
                     return Switch::Off;
@@ -152,6 +186,9 @@ impl OwnMembership {
                     true,
                 )
             }
+            // A re-arm interrupted by the leave: the cancel may have gone through, so the old
+            // delayed leave proves nothing; the leave is sent directly meanwhile.
+            Switch::AwaitRearmCancelled(c) => self.drive_rearm_cancel(c, now),
             Switch::AwaitCancelled(c) if c.attempt.in_flight().is_none() => {
                 if now < c.target.fire_by {
                     self.keep_leftover(Leftover::Known(c.target));
@@ -177,6 +214,10 @@ impl OwnMembership {
                 Attempt::RetryAt(_) => Switch::AwaitCancelled(c),
             },
             Switch::AwaitSent(a, _) => self.sent(a, verdict, now),
+            Switch::AwaitRearmCancelled(c) => match c.attempt {
+                Attempt::InFlight(_) => self.rearm_cancelled(c, verdict, now),
+                Attempt::RetryAt(_) => Switch::AwaitRearmCancelled(c),
+            },
             other => other,
         };
     }
@@ -350,6 +391,48 @@ impl OwnMembership {
         }
     }
 
+    /// The cancel of a re-arm: once the old one is gone, [`Switch::Off`] schedules a new one. A
+    /// failure is retried: the cancel may have gone through, so the old one is not restarted.
+    fn rearm_cancelled(&mut self, c: Cancelling, verdict: Verdict, now: Instant) -> Switch {
+        let a = &c.target;
+        let action = OwnAction::CancelDelayedLeave;
+        match verdict {
+            Verdict::Done { .. } => {
+                self.retries.success(action);
+                debug!(slot = %self.slot_id, "delayed leave cancelled: scheduling a new one");
+                Switch::Off
+            }
+            Verdict::NotFound => {
+                self.retries.success(action);
+                let may_have_fired = now >= a.expected_fire;
+                debug!(slot = %self.slot_id, may_have_fired, "our delayed leave is gone: scheduling a new one");
+                if may_have_fired {
+                    self.on_leave_went_out(&a.member_id, false);
+                }
+                Switch::Off
+            }
+            Verdict::Conflict => {
+                self.retries.success(action);
+                debug!(slot = %self.slot_id, "the delayed leave we cancelled was sent already");
+                self.on_leave_went_out(&a.member_id, true);
+                Switch::Off
+            }
+            Verdict::Retry(failure) => self.rearm_later(c, failure, now),
+            other => {
+                warn!(slot = %self.slot_id, ?other, "unexpected answer to a cancel; retrying");
+                self.rearm_later(c, Transient::Network, now)
+            }
+        }
+    }
+
+    fn rearm_later(&mut self, c: Cancelling, failure: Transient, now: Instant) -> Switch {
+        let wait = self.retry_wait(OwnAction::CancelDelayedLeave, failure);
+        Switch::AwaitRearmCancelled(Cancelling {
+            attempt: Attempt::RetryAt(now + wait),
+            ..c
+        })
+    }
+
     fn sent(&mut self, a: Armed, verdict: Verdict, now: Instant) -> Switch {
         let action = OwnAction::SendDelayedLeave;
         match verdict {
@@ -439,7 +522,8 @@ impl OwnMembership {
             Switch::Off
             | Switch::AwaitScheduled(_)
             | Switch::AwaitCancelled(_)
-            | Switch::AwaitSent(..) => false,
+            | Switch::AwaitSent(..)
+            | Switch::AwaitRearmCancelled(..) => false,
         }
     }
 }

@@ -383,6 +383,7 @@ fn extreme_config_and_server_values_do_not_panic() {
         no_switch_sticky_duration_ms: u64::MAX,
         refresh_at_percent: u8::MAX,
         sync_grace_ms: u64::MAX,
+        new_devices_min_interval_ms: u64::MAX,
     };
     let t0 = Instant::now();
     let mut machine = OwnMembership::new("m.call#", config);

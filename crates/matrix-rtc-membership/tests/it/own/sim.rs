@@ -528,6 +528,12 @@ impl Sim {
         self.flush();
     }
 
+    /// New devices appeared among the room's members.
+    pub(crate) fn new_devices(&mut self) {
+        self.machine.handle_new_devices(self.now);
+        self.flush();
+    }
+
     /// The driver stops calling the machine (process killed): nothing more is sent or answered.
     pub(crate) fn crash(&mut self) {
         self.crashed = true;
