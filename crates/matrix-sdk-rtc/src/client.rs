@@ -42,6 +42,7 @@ use crate::{
 /// our memberships, as it would after a crash. Call [`RtcCall::leave`] first for a clean exit.
 ///
 /// ```no_run
+/// # #![recursion_limit = "256"]
 /// # async fn example() -> matrix_sdk_rtc::Result<()> {
 /// use matrix_sdk_rtc::{JoinOptions, RtcClient};
 /// use matrix_sdk::ruma::room_id;

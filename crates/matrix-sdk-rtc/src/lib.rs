@@ -27,6 +27,8 @@
 //! # Example
 //!
 //! ```no_run
+//! # // The sync future is deep: proving it `Send` for `tokio::spawn` needs more room.
+//! # #![recursion_limit = "256"]
 //! use futures_util::StreamExt;
 //! use matrix_sdk::ruma::room_id;
 //! use matrix_sdk_rtc::{JoinOptions, RtcClient};
