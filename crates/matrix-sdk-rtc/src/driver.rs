@@ -7,7 +7,7 @@
 //! requests to perform, answers the model's member queries, and publishes the session
 //! changes to the observables.
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     pin::pin,
     sync::Arc,
     time::{Duration, Instant},
@@ -93,10 +93,17 @@ pub(crate) enum Input {
     RoomKeys(Vec<(OwnedRoomId, String)>),
     /// Retry every parked envelope (the key stream lagged or was re-subscribed).
     RetryParked,
+    /// A check for new devices in an encrypted room finished: `added` if devices appeared
+    /// since our last room key share there.
+    DevicesChecked { room_id: OwnedRoomId, added: bool },
 }
 
 /// How often parked envelopes are retried even without news of a key.
 const PARKED_RETRY_INTERVAL: Duration = Duration::from_secs(30);
+
+/// How often the rooms where we are in a call are checked for new devices (which cannot
+/// decrypt our membership and delayed leave), besides after each `m.room.member` event.
+const DEVICE_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The app asks to join a call: what the driver needs to start our membership.
 #[derive(Debug)]
@@ -136,6 +143,10 @@ pub(crate) struct Driver {
     persist: watch::Sender<OwnCalls>,
     /// What each request in flight is, to keep [`Self::persist`] up to date.
     in_flight: HashMap<(CallKey, RequestId), OwnAction>,
+    /// The next periodic check for new devices (while joined to a call).
+    device_check_at: Option<Instant>,
+    /// Rooms with a check for new devices running.
+    device_checks: HashSet<OwnedRoomId>,
 }
 
 impl Driver {
@@ -161,6 +172,8 @@ impl Driver {
             parked_retry_at: None,
             persist,
             in_flight: HashMap::new(),
+            device_check_at: None,
+            device_checks: HashSet::new(),
         }
     }
 
@@ -215,6 +228,7 @@ impl Driver {
             .filter_map(|call| call.machine.next_deadline());
         own.chain(self.ingest.next_deadline())
             .chain(self.parked_retry_at)
+            .chain(self.device_check_at)
             .min()
     }
 
@@ -300,6 +314,17 @@ impl Driver {
                 }
             }
             Input::RetryParked => self.retry_parked(now),
+            Input::DevicesChecked { room_id, added } => {
+                self.device_checks.remove(&room_id);
+                if added {
+                    for (key, own) in &mut self.own {
+                        if key.room_id == room_id {
+                            debug!(room = %room_id, slot = %key.slot_id, "new devices: re-sending our membership");
+                            own.machine.handle_new_devices(now);
+                        }
+                    }
+                }
+            }
             Input::Outcome { call, id, outcome } => {
                 if let Some(action) = self.in_flight.remove(&(call.clone(), id)) {
                     self.record_outcome(&call, action, &outcome);
@@ -341,6 +366,12 @@ impl Driver {
             debug!(room = %room_id, "we left the room: forgetting its calls");
             self.ingest.forget_room(room_id, changes);
             return;
+        }
+        if self
+            .joined_rooms()
+            .any(|joined_room| joined_room == room_id)
+        {
+            self.spawn_device_check(room_id.clone());
         }
         changes.extend(
             self.ingest
@@ -395,6 +426,53 @@ impl Driver {
         for call in self.own.values_mut() {
             call.machine.handle_timeout(now);
         }
+        if self.device_check_at.is_some_and(|at| at <= now) {
+            self.device_check_at = None;
+            let rooms: HashSet<OwnedRoomId> = self.joined_rooms().cloned().collect();
+            for room_id in rooms {
+                self.spawn_device_check(room_id);
+            }
+        }
+    }
+
+    /// Rooms where we are in a call (once per call).
+    fn joined_rooms(&self) -> impl Iterator<Item = &OwnedRoomId> {
+        self.own
+            .iter()
+            .filter(|(_, own)| {
+                matches!(
+                    own.machine.status(),
+                    OwnStatus::Connected { .. } | OwnStatus::ProbablyLeft
+                )
+            })
+            .map(|(key, _)| &key.room_id)
+    }
+
+    /// Checks (in a task) whether devices appeared in `room_id` since our last room key share;
+    /// the answer comes back as [`Input::DevicesChecked`]. Plaintext rooms have no share: never.
+    fn spawn_device_check(&mut self, room_id: OwnedRoomId) {
+        let Some(encryptor) = self.outbound.encryptor.clone() else {
+            return;
+        };
+        let Some(room) = self.client.get_room(&room_id) else {
+            return;
+        };
+        if !self.device_checks.insert(room_id.clone()) {
+            trace!(room = %room_id, "a check for new devices is running already");
+            return;
+        }
+        let client = self.client.clone();
+        let inputs = self.outbound.inputs.clone();
+        tokio::spawn(async move {
+            let added = match encryptor.devices_added_since_share(&client, &room).await {
+                Ok(added) => added,
+                Err(error) => {
+                    warn!(room = %room_id, %error, "could not check the room for new devices");
+                    false
+                }
+            };
+            let _ = inputs.send(Input::DevicesChecked { room_id, added });
+        });
     }
 
     fn join(&mut self, request: JoinRequest, now: Instant) {
@@ -478,6 +556,12 @@ impl Driver {
                 own.seen_in_sync = present;
                 own.machine.handle_own_membership_in_sync(present, now);
             }
+        }
+        // While in a call in a room (and able to encrypt), check for new devices periodically.
+        if self.outbound.encryptor.is_none() || self.joined_rooms().next().is_none() {
+            self.device_check_at = None;
+        } else if self.device_check_at.is_none() {
+            self.device_check_at = Some(now + DEVICE_CHECK_INTERVAL);
         }
         publish(&self.registry, changes);
         self.ingest.drain_model_diagnostics();

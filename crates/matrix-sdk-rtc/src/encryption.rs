@@ -260,9 +260,6 @@ impl Encryptor {
     /// it: they cannot decrypt what we sent before, so our membership (and delayed leave)
     /// should be sent again. `false` before our first share. Reads the stores only (no
     /// request); the olm machine learns new devices through the client's sync.
-    // For the driver's re-send when devices join a room (issue 5), which does not call it yet;
-    // tested in `encryption/tests.rs`.
-    #[allow(dead_code)]
     pub(crate) async fn devices_added_since_share(
         &self,
         client: &Client,

@@ -450,3 +450,59 @@ async fn a_crashed_client_s_encrypted_delayed_leave_reaches_the_others() {
         "alice sent plaintext events: {sent:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_device_of_a_member_decrypts_our_resent_membership() {
+    init_tracing();
+    let hs = TestHomeserver::start().await.expect("synapse starts");
+    let (alice, bob) = (
+        hs.register_user("alice").await.unwrap(),
+        hs.register_user("bob").await.unwrap(),
+    );
+    let room_id = encrypted_room(&hs, &alice, &[&bob]).await;
+    let (a, b) = tokio::join!(sqlite_peer(&hs, &alice), sqlite_peer(&hs, &bob));
+    let (a_call, b_call) = (a.room_call(&room_id).await, b.room_call(&room_id).await);
+    a_call
+        .join(JoinOptions::default().with_timings(fast_timings()))
+        .await
+        .expect("alice joins");
+    wait_for_participants(&b_call, "alice in bob's view", |p| {
+        has_user(p, &alice.user_id)
+    })
+    .await;
+
+    // Bob logs in on a new device, after alice's join and delayed leave were encrypted: alice
+    // notices the new device and sends both again, so the phone can decrypt her membership.
+    let phone = hs.login(&bob, "BOBPHONE").await.expect("second login");
+    let stores = hs.run_dir().join("stores-bob-phone");
+    let rtc = RtcClient::builder(hs.base_url())
+        .sqlite_store(&stores, None)
+        .build()
+        .await
+        .expect("client builds");
+    let p = Peer::start_client(&phone, rtc).await;
+    let p_call = p.room_call(&room_id).await;
+    let seen = wait_for_participants(&p_call, "alice in the new device's view", |p| {
+        has_user(p, &alice.user_id)
+    })
+    .await;
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].device_id.as_str(), alice.device_id);
+
+    // The delayed leave was re-armed without ever leaving two of them on the server.
+    let (status, body) = hs
+        .request(
+            Method::GET,
+            "/_matrix/client/unstable/org.matrix.msc4140/delayed_events",
+            Some(&alice.access_token),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["delayed_events"].as_array().map(Vec::len),
+        Some(1),
+        "{body}"
+    );
+}
