@@ -57,47 +57,46 @@ pub(crate) fn publish(registry: &Registry, changes: Vec<SessionChange>) {
 
     for (key, changes) in per_call {
         let call = registry.call(&key);
-        let mut events = Vec::new();
-        {
-            let mut vector = call.participants();
-            let mut txn = vector.transaction();
-            for change in changes {
-                match change {
-                    SessionChange::SessionStarted { .. } => events.push(true),
-                    SessionChange::SessionEnded { .. } => events.push(false),
-                    SessionChange::Joined(participant) => insert(&mut txn, participant),
-                    SessionChange::Updated { old, new } => {
-                        remove(&mut txn, &old);
-                        insert(&mut txn, new);
-                    }
-                    SessionChange::Left {
-                        participant,
-                        reason,
-                    } => {
-                        trace!(?reason, user = %participant.user_id, "participant left");
-                        remove(&mut txn, &participant);
-                    }
-                    other => trace!(?other, "session change not published"),
-                }
-            }
-            txn.commit();
-        }
-        for started in events {
+        // The "active" flag moves before the list does, so that a reader who sees a
+        // participant always finds the call active, and one who sees the list empty after the
+        // last leave finds it inactive.
+        for change in &changes {
+            let started = match change {
+                SessionChange::SessionStarted { .. } => true,
+                SessionChange::SessionEnded { .. } => false,
+                _ => continue,
+            };
             call.active.set_if_not_eq(started);
+            let (room_id, slot_id) = (key.room_id.clone(), key.slot_id.clone());
             let event = if started {
-                CallEvent::Started {
-                    room_id: key.room_id.clone(),
-                    slot_id: key.slot_id.clone(),
-                }
+                CallEvent::Started { room_id, slot_id }
             } else {
-                CallEvent::Ended {
-                    room_id: key.room_id.clone(),
-                    slot_id: key.slot_id.clone(),
-                }
+                CallEvent::Ended { room_id, slot_id }
             };
             // Nobody listening is fine.
             let _ = registry.call_events.send(event);
         }
+        let mut vector = call.participants();
+        let mut txn = vector.transaction();
+        for change in changes {
+            match change {
+                SessionChange::SessionStarted { .. } | SessionChange::SessionEnded { .. } => {}
+                SessionChange::Joined(participant) => insert(&mut txn, participant),
+                SessionChange::Updated { old, new } => {
+                    remove(&mut txn, &old);
+                    insert(&mut txn, new);
+                }
+                SessionChange::Left {
+                    participant,
+                    reason,
+                } => {
+                    trace!(?reason, user = %participant.user_id, "participant left");
+                    remove(&mut txn, &participant);
+                }
+                other => trace!(?other, "session change not published"),
+            }
+        }
+        txn.commit();
     }
     for change in broadcast {
         // Nobody listening is fine.
