@@ -29,7 +29,7 @@ async fn a_restarted_client_ends_its_old_membership_and_rejoins_once() {
     // A long delay: if alice's old membership goes away quickly, it is because the restarted
     // client ended it, not because the server fired the delayed leave.
     let timings = OwnMembershipConfig {
-        delay_ms: 60_000,
+        delay_ms: 300_000,
         restart_interval_ms: 2_000,
         ..OwnMembershipConfig::default()
     };
@@ -71,7 +71,7 @@ async fn a_restarted_client_ends_its_old_membership_and_rejoins_once() {
     .await;
     let elapsed = restarted.elapsed();
     assert!(
-        elapsed < Duration::from_secs(30),
+        elapsed < Duration::from_secs(90),
         "the old membership lingered for {elapsed:?}"
     );
 
