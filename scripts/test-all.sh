@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one command that runs every check and test of the project (README: "Running the tests").
+# The one command that runs every check and test of the project (README: "Quick start").
 # It installs what the tests need (idempotently), then fails on any warning or failing test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
