@@ -2,7 +2,7 @@
 use std::{
     path::PathBuf,
     sync::{Arc, Mutex},
-    time::{Instant, SystemTime, UNIX_EPOCH},
+    time::Instant,
 };
 
 use futures_util::Stream;
@@ -110,14 +110,9 @@ fn stop(client: &Client, running: Running) {
 }
 
 fn receipt_now() -> Receipt {
-    let wall_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
-        });
     Receipt {
         instant: Instant::now(),
-        wall_ms,
+        wall_ms: crate::requests::wall_clock_ms(),
     }
 }
 

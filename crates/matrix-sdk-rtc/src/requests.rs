@@ -43,6 +43,7 @@ use self::{
     sync::SlidingSyncEndpoint,
 };
 pub(crate) use self::{
+    endpoint::wall_clock_ms,
     error::{RequestContext, map_http_error},
     sync::{SyncPage, SyncRequest},
 };
@@ -104,18 +105,15 @@ impl HomeserverApi {
         content: &RawValue,
         sticky_duration: Duration,
     ) -> Result<OwnedEventId, RequestError> {
-        let query = encode_query(&send::send_query(Some(sticky_duration), None))?;
-        let call = Call::<SendEventEndpoint>::new(
-            vec![
-                room_id.to_string(),
-                event_type.to_owned(),
-                txn_id.to_string(),
-            ],
-            query,
-            Some(content.to_owned()),
-        );
         let answer = self
-            .call(call, RequestContext::Plain, self.request_timeout)
+            .send_event(
+                room_id,
+                event_type,
+                txn_id,
+                content,
+                Some(sticky_duration),
+                None,
+            )
             .await?;
         send::sent_event_id(answer.body)
     }
@@ -134,7 +132,31 @@ impl HomeserverApi {
         sticky_duration: Duration,
         delay: Duration,
     ) -> Result<DelayId, RequestError> {
-        let query = encode_query(&send::send_query(Some(sticky_duration), Some(delay)))?;
+        let answer = self
+            .send_event(
+                room_id,
+                event_type,
+                txn_id,
+                content,
+                Some(sticky_duration),
+                Some(delay),
+            )
+            .await?;
+        send::scheduled_delay_id(answer.body)
+    }
+
+    /// One `PUT .../send/{type}/{txn}` with the sticky and delay query parameters given; a
+    /// delayed send maps its errors in the delayed-send context.
+    async fn send_event(
+        &self,
+        room_id: &RoomId,
+        event_type: &str,
+        txn_id: &TransactionId,
+        content: &RawValue,
+        sticky_duration: Option<Duration>,
+        delay: Option<Duration>,
+    ) -> Result<Answer<wire::SendResponse>, RequestError> {
+        let query = encode_query(&send::send_query(sticky_duration, delay))?;
         let call = Call::<SendEventEndpoint>::new(
             vec![
                 room_id.to_string(),
@@ -144,10 +166,12 @@ impl HomeserverApi {
             query,
             Some(content.to_owned()),
         );
-        let answer = self
-            .call(call, RequestContext::DelayedSend, self.request_timeout)
-            .await?;
-        send::scheduled_delay_id(answer.body)
+        let context = if delay.is_some() {
+            RequestContext::DelayedSend
+        } else {
+            RequestContext::Plain
+        };
+        self.call(call, context, self.request_timeout).await
     }
 
     /// Sends a state event now and returns its event id.
