@@ -176,6 +176,9 @@ pub enum DiagnosticKind {
     Sticky,
     /// The membership model (an invalid, ignored or flagged membership).
     Membership,
+    /// Encryption: an encrypted membership waits for its room key (it counts once the key
+    /// arrives).
+    AwaitingRoomKey,
     /// A layer this version of the bindings does not know.
     Other,
 }
@@ -214,6 +217,15 @@ impl From<rtc::Diagnostic> for Diagnostic {
                 event_id,
                 sender: membership.sender.as_ref().map(ToString::to_string),
                 reason: membership.reason.to_string(),
+            },
+            rtc::Diagnostic::AwaitingRoomKey {
+                room_id, sender, ..
+            } => Self {
+                kind: DiagnosticKind::AwaitingRoomKey,
+                room_id: room_id.to_string(),
+                event_id,
+                sender: Some(sender.to_string()),
+                reason: "waiting for the room key to decrypt it".to_owned(),
             },
             other => Self {
                 kind: DiagnosticKind::Other,

@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, trace, warn};
 
 use crate::{
-    Error, Result, SideSyncBatch,
+    Diagnostic, Error, Result, SideSyncBatch,
     observe::{CallKey, Registry},
     persist::{OwnCallRecord, OwnCalls},
 };
@@ -295,13 +295,21 @@ impl Driver {
                 result,
             } => {
                 self.parked.finish(&event_id);
+                self.parked.decrypted(&event_id);
                 let parsed = result.map(Parsed::Sticky);
                 self.ingest
                     .handle_parsed(&room_id, parsed, Some(event_id), now, changes);
             }
             Input::Undecryptable { room_id, envelope } => {
                 self.parked.finish(&envelope.meta.event_id);
-                self.parked.park(room_id, envelope, now);
+                let report = Diagnostic::AwaitingRoomKey {
+                    room_id: room_id.clone(),
+                    event_id: envelope.meta.event_id.clone(),
+                    sender: envelope.meta.sender.clone(),
+                };
+                if self.parked.park(room_id, envelope, now) {
+                    self.ingest.diagnostics.push(report);
+                }
                 if !self.parked.is_empty() && self.parked_retry_at.is_none() {
                     self.parked_retry_at = Some(now + PARKED_RETRY_INTERVAL);
                 }

@@ -1,5 +1,5 @@
 //! Events published across rooms: calls that start and end, and diagnostics.
-use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId};
+use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
 use matrix_sticky_events::Rejection;
 
 /// A call (one slot of one room) started or ended: its participant list went from empty to
@@ -38,6 +38,17 @@ pub enum Diagnostic {
     },
     /// A membership event was rejected, ignored or flagged by the membership model.
     Membership(matrix_rtc_membership::Diagnostic),
+    /// An encrypted sticky event could not be decrypted yet: its room key has not arrived.
+    /// It is kept, and enters the call with its original timing once the key arrives (or is
+    /// dropped when it expires first). Reported once per event.
+    AwaitingRoomKey {
+        /// Room it arrived in.
+        room_id: OwnedRoomId,
+        /// The encrypted event.
+        event_id: OwnedEventId,
+        /// Its sender.
+        sender: OwnedUserId,
+    },
 }
 
 impl Diagnostic {
@@ -46,6 +57,7 @@ impl Diagnostic {
         match self {
             Self::Sticky { event_id, .. } => event_id.as_ref(),
             Self::Membership(diagnostic) => diagnostic.event_id.as_ref(),
+            Self::AwaitingRoomKey { event_id, .. } => Some(event_id),
         }
     }
 }

@@ -32,6 +32,9 @@ pub(crate) struct Parked {
     by_session: HashMap<(OwnedRoomId, String), Vec<EncryptedSticky>>,
     events: HashSet<OwnedEventId>,
     in_flight: HashSet<OwnedEventId>,
+    /// Envelopes already reported as awaiting their key (parked or being retried), so that
+    /// each is reported once.
+    reported: HashSet<OwnedEventId>,
 }
 
 impl Parked {
@@ -55,24 +58,44 @@ impl Parked {
         self.in_flight.remove(event_id);
     }
 
-    /// Keeps an undecryptable envelope until its key arrives or it expires.
-    pub(crate) fn park(&mut self, room_id: OwnedRoomId, envelope: EncryptedSticky, now: Instant) {
-        if envelope.meta.expires_at <= now || self.events.contains(&envelope.meta.event_id) {
-            return;
+    /// Keeps an undecryptable envelope until its key arrives or it expires. Returns `true`
+    /// the first time this envelope is parked (to be reported), `false` when it was parked
+    /// before or is dropped.
+    pub(crate) fn park(
+        &mut self,
+        room_id: OwnedRoomId,
+        envelope: EncryptedSticky,
+        now: Instant,
+    ) -> bool {
+        let id = &envelope.meta.event_id;
+        if envelope.meta.expires_at <= now {
+            self.reported.remove(id);
+            return false;
+        }
+        if self.events.contains(id) {
+            return false;
         }
         if self.events.len() >= MAX_PARKED {
             warn!(room = %room_id, "too many undecryptable sticky events parked; dropping one");
-            return;
+            self.reported.remove(id);
+            return false;
         }
         let Some(session_id) = envelope.session_id.clone() else {
             debug!(room = %room_id, "encrypted sticky event without a session id dropped");
-            return;
+            return false;
         };
+        let first = self.reported.insert(id.clone());
         self.events.insert(envelope.meta.event_id.clone());
         self.by_session
             .entry((room_id, session_id))
             .or_default()
             .push(envelope);
+        first
+    }
+
+    /// An envelope was decrypted: it no longer awaits a key.
+    pub(crate) fn decrypted(&mut self, event_id: &OwnedEventId) {
+        self.reported.remove(event_id);
     }
 
     /// The envelopes of one megolm session, taken out for another attempt.
@@ -95,13 +118,17 @@ impl Parked {
     /// ones are dropped.
     pub(crate) fn take_all(&mut self, now: Instant) -> Vec<(OwnedRoomId, EncryptedSticky)> {
         self.events.clear();
-        self.by_session
+        let (live, expired): (Vec<_>, Vec<_>) = self
+            .by_session
             .drain()
             .flat_map(|((room_id, _), envelopes)| {
                 envelopes.into_iter().map(move |e| (room_id.clone(), e))
             })
-            .filter(|(_, envelope)| envelope.meta.expires_at > now)
-            .collect()
+            .partition(|(_, envelope)| envelope.meta.expires_at > now);
+        for (_, envelope) in expired {
+            self.reported.remove(&envelope.meta.event_id);
+        }
+        live
     }
 }
 

@@ -11,7 +11,7 @@ use matrix_sdk::{
     },
 };
 use matrix_sdk_rtc::{
-    Error, JoinOptions, LeftReason, OwnMembershipConfig, OwnStatus, RtcClient, RtcConfig,
+    Diagnostic, Error, JoinOptions, LeftReason, OwnMembershipConfig, OwnStatus, RtcClient, RtcConfig,
     SessionChange,
 };
 use rtc_test_homeserver::{
@@ -25,7 +25,7 @@ use super::calls::support::{
 };
 
 /// A room of `creator` with encryption on from the start, that every one of `others` joined.
-async fn encrypted_room(
+pub(crate) async fn encrypted_room(
     hs: &TestHomeserver,
     creator: &TestUser,
     others: &[&TestUser],
@@ -49,7 +49,7 @@ async fn encrypted_room(
 ///
 /// Without a passphrase: with one, opening the four stores derives a key four times, which
 /// takes about 12 s per client in a debug build (unoptimised dependencies).
-async fn sqlite_peer(hs: &TestHomeserver, user: &TestUser) -> Peer {
+pub(crate) async fn sqlite_peer(hs: &TestHomeserver, user: &TestUser) -> Peer {
     let stores = hs.run_dir().join(format!("stores-{}", user.localpart));
     let rtc = RtcClient::builder(hs.base_url())
         .sqlite_store(&stores, None)
@@ -504,5 +504,78 @@ async fn a_new_device_of_a_member_decrypts_our_resent_membership() {
         body["delayed_events"].as_array().map(Vec::len),
         Some(1),
         "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_event_whose_room_key_arrives_late_counts_once_the_key_is_there() {
+    init_tracing();
+    let hs = TestHomeserver::start().await.expect("synapse starts");
+    let (alice, bob) = (
+        hs.register_user("alice").await.unwrap(),
+        hs.register_user("bob").await.unwrap(),
+    );
+    let room_id = encrypted_room(&hs, &alice, &[&bob]).await;
+    let (a, mut b) = tokio::join!(sqlite_peer(&hs, &alice), sqlite_peer(&hs, &bob));
+    let a_call = a.room_call(&room_id).await;
+    let b_call = b.room_call(&room_id).await;
+
+    // Bob's main sync stops: alice's room key (a to-device message) waits on the server,
+    // while bob's side connection still receives alice's encrypted membership.
+    b.pause_sync();
+    let mut diagnostics = b.rtc.subscribe_diagnostics();
+    a_call
+        .join(JoinOptions::default().with_timings(fast_timings()))
+        .await
+        .expect("alice joins");
+    let waiting = next_matching(
+        &mut diagnostics,
+        "alice's membership to wait for its key",
+        |diagnostic| match diagnostic {
+            Diagnostic::AwaitingRoomKey {
+                room_id: room,
+                event_id,
+                sender,
+            } if room == &room_id && sender.as_str() == alice.user_id => Some(event_id.clone()),
+            _ => None,
+        },
+    )
+    .await;
+    assert!(
+        !has_user(&b_call.participants(), &alice.user_id),
+        "alice counted before her key arrived: {:?}",
+        b_call.participants()
+    );
+
+    // The key arrives with the next main sync; the parked event enters the call.
+    let resumed = std::time::Instant::now();
+    b.resume_sync();
+    let seen = wait_for_participants(&b_call, "alice once her key arrived", |p| {
+        has_user(p, &alice.user_id)
+    })
+    .await;
+    eprintln!(
+        "late key: alice seen {:?} after bob's sync resumed (event {waiting})",
+        resumed.elapsed()
+    );
+    let alice_entry = seen
+        .iter()
+        .find(|p| p.user_id.as_str() == alice.user_id)
+        .expect("alice is in the call");
+    assert_eq!(alice_entry.device_id.as_str(), alice.device_id.as_str());
+    assert_eq!(alice_entry.event_id, waiting, "the parked event itself counts");
+    // With its original timing: the join time is the event's, as alice sees it, not the
+    // moment bob could decrypt it.
+    let a_entry = wait_for_participants(&a_call, "alice's own entry", |p| {
+        has_user(p, &alice.user_id)
+    })
+    .await;
+    assert_eq!(alice_entry.created_ts, a_entry[0].created_ts);
+    assert_eq!(alice_entry.member_id, a_entry[0].member_id);
+    assert!(
+        alice_entry.expires_wall_ms.abs_diff(a_entry[0].expires_wall_ms) < 60_000,
+        "bob's expiry is not counted from the decryption: {} vs {}",
+        alice_entry.expires_wall_ms,
+        a_entry[0].expires_wall_ms
     );
 }

@@ -130,6 +130,7 @@ pub(super) fn diagnostic_room(diagnostic: &Diagnostic) -> Option<&RoomId> {
     match diagnostic {
         Diagnostic::Sticky { room_id, .. } => Some(room_id),
         Diagnostic::Membership(inner) => Some(&inner.room_id),
+        Diagnostic::AwaitingRoomKey { room_id, .. } => Some(room_id),
         _ => None,
     }
 }
@@ -166,6 +167,11 @@ fn diagnostic_parts(diagnostic: &Diagnostic) -> (&'static str, Option<String>, S
             "membership",
             inner.sender.as_ref().map(ToString::to_string),
             inner.reason.to_string(),
+        ),
+        Diagnostic::AwaitingRoomKey { sender, .. } => (
+            "encryption",
+            Some(sender.to_string()),
+            "waiting for the room key".to_owned(),
         ),
         _ => ("other", None, format!("{diagnostic:?}")),
     }

@@ -4,7 +4,7 @@ use std::{sync::Arc, time::Duration};
 use futures_util::{Stream, StreamExt};
 use imbl::Vector;
 use matrix_sdk::{
-    SessionMeta, SessionTokens,
+    Client, SessionMeta, SessionTokens,
     authentication::matrix::MatrixSession,
     config::SyncSettings,
     ruma::{OwnedDeviceId, OwnedRoomId, OwnedUserId, RoomId},
@@ -41,7 +41,7 @@ pub(crate) fn init_tracing() {
 pub(crate) struct Peer {
     pub(crate) user: TestUser,
     pub(crate) rtc: RtcClient,
-    sync: JoinHandle<()>,
+    sync: Option<JoinHandle<()>>,
 }
 
 impl Peer {
@@ -82,21 +82,31 @@ impl Peer {
             .await
             .expect("session restores");
         let client = rtc.client().clone();
-        let response = client
+        client
             .sync_once(SyncSettings::default())
             .await
             .expect("first sync");
-        let sync = tokio::spawn(async move {
-            let settings = SyncSettings::default()
-                .token(response.next_batch)
-                .timeout(Duration::from_secs(10));
-            let _ = client.sync(settings).await;
-        });
+        let sync = Some(spawn_sync_loop(client));
         rtc.start().await.expect("rtc driver starts");
         Self {
             user: user.clone(),
             rtc,
             sync,
+        }
+    }
+
+    /// Stops the main sync loop (our side connection keeps running): from now on this client
+    /// receives no to-device messages, so no room keys.
+    pub(crate) fn pause_sync(&mut self) {
+        if let Some(sync) = self.sync.take() {
+            sync.abort();
+        }
+    }
+
+    /// Starts the main sync loop again, from where it stopped.
+    pub(crate) fn resume_sync(&mut self) {
+        if self.sync.is_none() {
+            self.sync = Some(spawn_sync_loop(self.rtc.client().clone()));
         }
     }
 
@@ -119,8 +129,8 @@ impl Peer {
     }
 
     /// Kills this client without leaving: its driver, sync loop and client are dropped.
-    pub(crate) fn crash(self) {
-        self.sync.abort();
+    pub(crate) fn crash(mut self) {
+        self.pause_sync();
         self.rtc.shutdown();
         // Dropping `self` drops the client and the last handle on the driver.
     }
@@ -128,8 +138,27 @@ impl Peer {
 
 impl Drop for Peer {
     fn drop(&mut self) {
-        self.sync.abort();
+        self.pause_sync();
     }
+}
+
+/// The main sync loop, continuing from the client's last sync token. matrix-sdk's `sync`
+/// returns at its first failure (a restarting server, say), so it is started again after a
+/// short pause until the task is aborted.
+fn spawn_sync_loop(client: Client) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let settings = SyncSettings::default().timeout(Duration::from_secs(10));
+            match client.sync(settings).await {
+                Ok(()) => break,
+                Err(error) => {
+                    tracing::debug!(%error, "the main sync failed; starting it again");
+                    // A retry backoff, not a synchronisation: nothing to wait for but time.
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    })
 }
 
 /// A room of `creator` that every one of `others` has joined.
