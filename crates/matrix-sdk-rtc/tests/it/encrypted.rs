@@ -127,7 +127,7 @@ async fn raw_event(hs: &TestHomeserver, user: &TestUser, room_id: &str, event_id
 }
 
 /// The room's timeline events `sender` sent, newest first (`GET /messages`).
-async fn events_of(
+pub(crate) async fn events_of(
     hs: &TestHomeserver,
     reader: &TestUser,
     room_id: &str,

@@ -3,6 +3,7 @@
 #![recursion_limit = "256"]
 mod calls;
 mod encrypted;
+mod faults;
 mod http;
 mod offline;
 mod restart;
