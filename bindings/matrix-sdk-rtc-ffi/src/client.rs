@@ -132,7 +132,11 @@ impl RtcClient {
                 .as_ref()
                 .is_some_and(|sync| !sync.is_finished());
             if !syncing {
-                let first = client.sync_once(SyncSettings::default()).await?;
+                // No long-poll: with a stored sync token, the server would hold the first
+                // request until something happens (up to matrix-sdk's default 30 s).
+                let first = client
+                    .sync_once(SyncSettings::default().timeout(Duration::ZERO))
+                    .await?;
                 let sync = tokio::spawn(sync_loop(client, first.next_batch));
                 if let Some(old) = self.sync_task().replace(sync) {
                     old.abort();

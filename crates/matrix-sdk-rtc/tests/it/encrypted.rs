@@ -11,8 +11,8 @@ use matrix_sdk::{
     },
 };
 use matrix_sdk_rtc::{
-    Diagnostic, Error, JoinOptions, LeftReason, OwnMembershipConfig, OwnStatus, RtcClient, RtcConfig,
-    SessionChange,
+    Diagnostic, Error, JoinOptions, LeftReason, OwnMembershipConfig, OwnStatus, RtcClient,
+    RtcConfig, SessionChange,
 };
 use rtc_test_homeserver::{
     CreateRoomOptions, Method, TestHomeserver, TestUser, encode_path_segment,
@@ -563,7 +563,10 @@ async fn a_member_event_whose_room_key_arrives_late_counts_once_the_key_is_there
         .find(|p| p.user_id.as_str() == alice.user_id)
         .expect("alice is in the call");
     assert_eq!(alice_entry.device_id.as_str(), alice.device_id.as_str());
-    assert_eq!(alice_entry.event_id, waiting, "the parked event itself counts");
+    assert_eq!(
+        alice_entry.event_id, waiting,
+        "the parked event itself counts"
+    );
     // With its original timing: the join time is the event's, as alice sees it, not the
     // moment bob could decrypt it.
     let a_entry = wait_for_participants(&a_call, "alice's own entry", |p| {
@@ -573,7 +576,10 @@ async fn a_member_event_whose_room_key_arrives_late_counts_once_the_key_is_there
     assert_eq!(alice_entry.created_ts, a_entry[0].created_ts);
     assert_eq!(alice_entry.member_id, a_entry[0].member_id);
     assert!(
-        alice_entry.expires_wall_ms.abs_diff(a_entry[0].expires_wall_ms) < 60_000,
+        alice_entry
+            .expires_wall_ms
+            .abs_diff(a_entry[0].expires_wall_ms)
+            < 60_000,
         "bob's expiry is not counted from the decryption: {} vs {}",
         alice_entry.expires_wall_ms,
         a_entry[0].expires_wall_ms

@@ -82,8 +82,10 @@ impl Peer {
             .await
             .expect("session restores");
         let client = rtc.client().clone();
+        // No long-poll: a client restarted on its stores has a sync token, and the server
+        // would hold the request until something happens.
         client
-            .sync_once(SyncSettings::default())
+            .sync_once(SyncSettings::default().timeout(Duration::ZERO))
             .await
             .expect("first sync");
         let sync = Some(spawn_sync_loop(client));
