@@ -60,6 +60,21 @@ pub(crate) struct LoginArgs {
     /// The device of --access-token (asked from the server when omitted).
     #[arg(long, value_name = "DEVICE", requires = "access_token")]
     pub(crate) device_id: Option<String>,
+    /// Keep the client's state and encryption keys in SQLite databases in this directory
+    /// (created if missing), so that a later run as the same device reads encrypted calls
+    /// again. One directory per device: use it with --access-token and --device-id. Default:
+    /// everything in memory, gone at exit.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) store: Option<PathBuf>,
+    /// Encrypt the --store databases with this passphrase.
+    #[arg(
+        long,
+        value_name = "PASSPHRASE",
+        env = "RTC_STORE_PASSPHRASE",
+        hide_env_values = true,
+        requires = "store"
+    )]
+    pub(crate) store_passphrase: Option<String>,
 }
 
 /// `rtc watch`.

@@ -36,11 +36,17 @@ impl Connected {
     /// syncs once.
     pub(crate) async fn login(login: &LoginArgs, needed: &[MissingFeature]) -> Result<Self> {
         let homeserver = login.homeserver.clone();
-        let rtc = RtcClient::builder(&homeserver)
-            .config(RtcConfig::default())
-            .build()
-            .await
-            .with_context(|| format!("cannot use the homeserver URL {homeserver}"))?;
+        let mut builder = RtcClient::builder(&homeserver).config(RtcConfig::default());
+        if let Some(store) = &login.store {
+            builder = builder.sqlite_store(store, login.store_passphrase.as_deref());
+        }
+        let rtc = builder.build().await.with_context(|| match &login.store {
+            Some(store) => format!(
+                "cannot use the homeserver URL {homeserver} with the store in {}",
+                store.display()
+            ),
+            None => format!("cannot use the homeserver URL {homeserver}"),
+        })?;
         let client = rtc.client().clone();
         client
             .fetch_server_versions(Some(

@@ -276,6 +276,8 @@ fn token_login(server: &TestHomeserver, user: &TestUser) -> LoginArgs {
         password: None,
         access_token: Some(user.access_token.clone()),
         device_id: Some(user.device_id.clone()),
+        store: None,
+        store_passphrase: None,
     }
 }
 

@@ -3,5 +3,6 @@
 mod args;
 mod demo;
 mod ingest;
+mod processes;
 mod support;
 mod watch;

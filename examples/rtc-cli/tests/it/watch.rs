@@ -11,7 +11,7 @@ use tokio::{
 use crate::support::{EVENTUALLY, rtc, run, text, token_login};
 
 /// Reads JSON lines from the watcher until one satisfies `pick`.
-async fn next_matching(
+pub(crate) async fn next_matching(
     lines: &mut Lines<BufReader<ChildStdout>>,
     what: &str,
     pick: impl Fn(&Value) -> bool,
@@ -34,7 +34,7 @@ async fn next_matching(
     found.unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
-fn spawn(args: &[String]) -> Child {
+pub(crate) fn spawn(args: &[String]) -> Child {
     rtc(args)
         .stderr(Stdio::inherit())
         .spawn()
