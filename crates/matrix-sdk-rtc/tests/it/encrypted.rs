@@ -319,22 +319,32 @@ async fn a_client_built_elsewhere_refuses_encrypted_rooms_and_sends_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_encrypted_join_refresh_and_leave_reach_the_others() {
+async fn an_encrypted_join_refresh_and_leave_reach_two_others() {
     init_tracing();
     let hs = TestHomeserver::start().await.expect("synapse starts");
-    let (alice, bob) = (
+    let (alice, bob, carol) = (
         hs.register_user("alice").await.unwrap(),
         hs.register_user("bob").await.unwrap(),
+        hs.register_user("carol").await.unwrap(),
     );
-    let room_id = encrypted_room(&hs, &alice, &[&bob]).await;
-    let (a, b) = tokio::join!(sqlite_peer(&hs, &alice), sqlite_peer(&hs, &bob));
-    let (a_call, b_call) = (a.room_call(&room_id).await, b.room_call(&room_id).await);
+    let room_id = encrypted_room(&hs, &alice, &[&bob, &carol]).await;
+    let (a, b, c) = tokio::join!(
+        sqlite_peer(&hs, &alice),
+        sqlite_peer(&hs, &bob),
+        sqlite_peer(&hs, &carol)
+    );
+    let (a_call, b_call, c_call) = (
+        a.room_call(&room_id).await,
+        b.room_call(&room_id).await,
+        c.room_call(&room_id).await,
+    );
     // A 6 s sticky duration, refreshed at half-life: a refresh comes within seconds.
     let timings = OwnMembershipConfig {
         sticky_duration_ms: 6_000,
         ..fast_timings()
     };
     let mut changes = b.rtc.subscribe_session_changes();
+    let mut c_changes = c.rtc.subscribe_session_changes();
 
     a_call
         .join(JoinOptions::default().with_timings(timings))
@@ -346,6 +356,12 @@ async fn an_encrypted_join_refresh_and_leave_reach_the_others() {
     .await;
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].device_id.as_str(), alice.device_id);
+    let seen_by_carol = wait_for_participants(&c_call, "alice in carol's view", |p| {
+        has_user(p, &alice.user_id)
+    })
+    .await;
+    assert_eq!(seen_by_carol.len(), 1);
+    assert_eq!(seen_by_carol[0].member_id, seen[0].member_id);
     // Alice decrypts her own membership too.
     let own = wait_for_participants(&a_call, "alice's own entry", |p| {
         has_user(p, &alice.user_id)
@@ -377,6 +393,22 @@ async fn an_encrypted_join_refresh_and_leave_reach_the_others() {
 
     a_call.leave().await.expect("alice leaves");
     wait_for_participants(&b_call, "an empty call", |p| p.is_empty()).await;
+    // Carol sees the leave, as a leave event (not an expiry).
+    let member_id = seen[0].member_id.clone();
+    let reason = next_matching(
+        &mut c_changes,
+        "alice's leave at carol's",
+        |change| match change {
+            SessionChange::Left {
+                participant,
+                reason,
+            } if participant.member_id == member_id => Some(reason.clone()),
+            _ => None,
+        },
+    )
+    .await;
+    assert_eq!(reason, LeftReason::LeaveEvent);
+    assert!(c_call.participants().is_empty());
     // The "active" flag follows the participant list (it is published right after it).
     let mut active = b_call.subscribe_active();
     tokio::time::timeout(EVENTUALLY, async {
