@@ -18,7 +18,7 @@ use matrix_sdk::{
 };
 use matrix_sticky_events::Receipt;
 use tokio::sync::{OnceCell, broadcast, mpsc, watch};
-use tracing::{debug, info, warn};
+use tracing::{debug, info, trace, warn};
 
 use crate::{
     CallEvent, Diagnostic, Error, HomeserverApi, Result, RtcCall, RtcConfig, ServerFeatures,
@@ -279,8 +279,7 @@ impl RtcClient {
         let driver = Driver::new(
             client.clone(),
             (user_id, device_id),
-            self.inner.config.sticky_limits,
-            self.inner.config.own_membership.clone(),
+            &self.inner.config,
             self.inner.registry.clone(),
             outbound,
             persist,
@@ -292,6 +291,10 @@ impl RtcClient {
         // Listen for room keys before the first decryption attempt: a key may arrive between
         // a failed attempt and the subscription.
         tasks.push(tokio::spawn(forward_room_keys(
+            client.clone(),
+            inputs.clone(),
+        )));
+        tasks.push(tokio::spawn(forward_new_devices(
             client.clone(),
             inputs.clone(),
         )));
@@ -544,6 +547,31 @@ async fn forward_room_keys(client: Client, inputs: mpsc::UnboundedSender<Input>)
             }
         }
         debug!("room key stream ended (olm machine replaced); subscribing again");
+    }
+}
+
+/// Tells the driver when the crypto store discovers devices, so that rooms where we are in a
+/// call are checked for devices that cannot decrypt our membership yet. The stream ends when
+/// the olm machine is replaced: subscribe again.
+async fn forward_new_devices(client: Client, inputs: mpsc::UnboundedSender<Input>) {
+    use futures_util::StreamExt as _;
+    loop {
+        let Ok(stream) = client.encryption().devices_stream().await else {
+            // No olm machine (yet): no devices can be discovered either. Look again shortly.
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            continue;
+        };
+        let mut stream = std::pin::pin!(stream);
+        while let Some(updates) = stream.next().await {
+            if updates.new.is_empty() {
+                continue;
+            }
+            trace!(users = updates.new.len(), "new devices discovered");
+            if inputs.send(Input::DevicesDiscovered).is_err() {
+                return;
+            }
+        }
+        debug!("device stream ended (olm machine replaced); subscribing again");
     }
 }
 

@@ -18,6 +18,11 @@ pub struct RtcConfig {
     /// Timings of our own membership (delayed leave, heartbeat, refresh, retries); a join
     /// may override them with [`JoinOptions::timings`].
     pub own_membership: OwnMembershipConfig,
+    /// While we are in a call in an encrypted room, how often the room is checked for
+    /// devices that cannot decrypt our membership and delayed leave yet (they are re-sent
+    /// for them). Checks also run after every `m.room.member` event and whenever the crypto
+    /// store discovers devices, so this is only the fallback. Default: 10 s.
+    pub device_check_interval: Duration,
 }
 
 impl Default for RtcConfig {
@@ -27,6 +32,7 @@ impl Default for RtcConfig {
             side_sync_poll_timeout: Duration::from_secs(30),
             sticky_limits: Limits::default(),
             own_membership: OwnMembershipConfig::default(),
+            device_check_interval: Duration::from_secs(10),
         }
     }
 }

@@ -21,13 +21,13 @@ use matrix_sdk::{
     Client,
     ruma::{OwnedDeviceId, OwnedEventId, OwnedRoomId, OwnedUserId},
 };
-use matrix_sticky_events::{EncryptedSticky, Limits, Parsed, Receipt, Rejection, StickyEvent};
+use matrix_sticky_events::{EncryptedSticky, Parsed, Receipt, Rejection, StickyEvent};
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, trace, warn};
 
 use crate::{
-    Diagnostic, Error, Result, SideSyncBatch,
+    Diagnostic, Error, Result, RtcConfig, SideSyncBatch,
     observe::{CallKey, Registry},
     persist::{OwnCallRecord, OwnCalls},
 };
@@ -96,14 +96,14 @@ pub(crate) enum Input {
     /// A check for new devices in an encrypted room finished: `added` if devices appeared
     /// since our last room key share there.
     DevicesChecked { room_id: OwnedRoomId, added: bool },
+    /// The crypto store learnt of devices it had not seen before (somebody logged in, or a
+    /// new member's keys arrived): check the rooms where we are in a call now, rather than
+    /// at the next periodic check.
+    DevicesDiscovered,
 }
 
 /// How often parked envelopes are retried even without news of a key.
 const PARKED_RETRY_INTERVAL: Duration = Duration::from_secs(30);
-
-/// How often the rooms where we are in a call are checked for new devices (which cannot
-/// decrypt our membership and delayed leave), besides after each `m.room.member` event.
-const DEVICE_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The app asks to join a call: what the driver needs to start our membership.
 #[derive(Debug)]
@@ -135,6 +135,8 @@ pub(crate) struct Driver {
     ingest: Ingest,
     own: HashMap<CallKey, OwnCall>,
     own_config: OwnMembershipConfig,
+    /// How often rooms where we are in a call are checked for new devices.
+    device_check_interval: Duration,
     registry: Arc<Registry>,
     outbound: Outbound,
     parked: decrypt::Parked,
@@ -153,8 +155,7 @@ impl Driver {
     pub(crate) fn new(
         client: Client,
         (own_user, own_device): (OwnedUserId, OwnedDeviceId),
-        limits: Limits,
-        own_config: OwnMembershipConfig,
+        config: &RtcConfig,
         registry: Arc<Registry>,
         outbound: Outbound,
         persist: watch::Sender<OwnCalls>,
@@ -163,9 +164,10 @@ impl Driver {
             client,
             own_user,
             own_device,
-            ingest: Ingest::new(limits),
+            ingest: Ingest::new(config.sticky_limits),
             own: HashMap::new(),
-            own_config,
+            own_config: config.own_membership.clone(),
+            device_check_interval: config.device_check_interval,
             registry,
             outbound,
             parked: decrypt::Parked::default(),
@@ -322,6 +324,12 @@ impl Driver {
                 }
             }
             Input::RetryParked => self.retry_parked(now),
+            Input::DevicesDiscovered => {
+                let rooms: HashSet<OwnedRoomId> = self.joined_rooms().cloned().collect();
+                for room_id in rooms {
+                    self.spawn_device_check(room_id);
+                }
+            }
             Input::DevicesChecked { room_id, added } => {
                 self.device_checks.remove(&room_id);
                 if added {
@@ -569,7 +577,7 @@ impl Driver {
         if self.outbound.encryptor.is_none() || self.joined_rooms().next().is_none() {
             self.device_check_at = None;
         } else if self.device_check_at.is_none() {
-            self.device_check_at = Some(now + DEVICE_CHECK_INTERVAL);
+            self.device_check_at = Some(now + self.device_check_interval);
         }
         publish(&self.registry, changes);
         self.ingest.drain_model_diagnostics();

@@ -50,13 +50,31 @@ pub(crate) async fn encrypted_room(
 /// Without a passphrase: with one, opening the four stores derives a key four times, which
 /// takes about 12 s per client in a debug build (unoptimised dependencies).
 pub(crate) async fn sqlite_peer(hs: &TestHomeserver, user: &TestUser) -> Peer {
+    sqlite_peer_with(hs, user, RtcConfig::default()).await
+}
+
+/// [`sqlite_peer`] with a configuration of its own.
+pub(crate) async fn sqlite_peer_with(
+    hs: &TestHomeserver,
+    user: &TestUser,
+    config: RtcConfig,
+) -> Peer {
     let stores = hs.run_dir().join(format!("stores-{}", user.localpart));
     let rtc = RtcClient::builder(hs.base_url())
         .sqlite_store(&stores, None)
+        .config(config)
         .build()
         .await
         .expect("client builds");
     Peer::start_client(user, rtc).await
+}
+
+/// A configuration whose periodic check for new devices never comes within a test: new
+/// devices must be noticed as they are discovered.
+fn without_periodic_device_checks() -> RtcConfig {
+    let mut config = RtcConfig::default();
+    config.device_check_interval = std::time::Duration::from_secs(3_600);
+    config
 }
 
 /// An RTC member event a client decrypted in its ordinary sync.
@@ -492,7 +510,11 @@ async fn a_new_device_of_a_member_decrypts_our_resent_membership() {
         hs.register_user("bob").await.unwrap(),
     );
     let room_id = encrypted_room(&hs, &alice, &[&bob]).await;
-    let (a, b) = tokio::join!(sqlite_peer(&hs, &alice), sqlite_peer(&hs, &bob));
+    // Only the discovery of the new device can trigger the re-send in time.
+    let (a, b) = tokio::join!(
+        sqlite_peer_with(&hs, &alice, without_periodic_device_checks()),
+        sqlite_peer(&hs, &bob)
+    );
     let (a_call, b_call) = (a.room_call(&room_id).await, b.room_call(&room_id).await);
     a_call
         .join(JoinOptions::default().with_timings(fast_timings()))
@@ -512,6 +534,7 @@ async fn a_new_device_of_a_member_decrypts_our_resent_membership() {
         .build()
         .await
         .expect("client builds");
+    let logged_in = std::time::Instant::now();
     let p = Peer::start_client(&phone, rtc).await;
     let p_call = p.room_call(&room_id).await;
     let seen = wait_for_participants(&p_call, "alice in the new device's view", |p| {
@@ -520,6 +543,10 @@ async fn a_new_device_of_a_member_decrypts_our_resent_membership() {
     .await;
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].device_id.as_str(), alice.device_id);
+    eprintln!(
+        "new device: alice seen {:?} after the new device logged in",
+        logged_in.elapsed()
+    );
 
     // The delayed leave was re-armed without ever leaving two of them on the server.
     let (status, body) = hs
@@ -615,5 +642,68 @@ async fn a_member_event_whose_room_key_arrives_late_counts_once_the_key_is_there
         "bob's expiry is not counted from the decryption: {} vs {}",
         alice_entry.expires_wall_ms,
         a_entry[0].expires_wall_ms
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_who_joins_the_room_later_decrypts_our_resent_membership() {
+    init_tracing();
+    let hs = TestHomeserver::start().await.expect("synapse starts");
+    let (alice, bob, dave) = (
+        hs.register_user("alice").await.unwrap(),
+        hs.register_user("bob").await.unwrap(),
+        hs.register_user("dave").await.unwrap(),
+    );
+    let room_id = encrypted_room(&hs, &alice, &[&bob]).await;
+    // Only the discovery of the new device can trigger the re-send in time.
+    let (a, b) = tokio::join!(
+        sqlite_peer_with(&hs, &alice, without_periodic_device_checks()),
+        sqlite_peer(&hs, &bob)
+    );
+    let (a_call, b_call) = (a.room_call(&room_id).await, b.room_call(&room_id).await);
+    a_call
+        .join(JoinOptions::default().with_timings(fast_timings()))
+        .await
+        .expect("alice joins");
+    let before = wait_for_participants(&b_call, "alice in bob's view", |p| {
+        has_user(p, &alice.user_id)
+    })
+    .await;
+
+    // Dave is invited and joins after alice's membership was encrypted for bob alone; then
+    // his client starts (and uploads its device keys). Alice's client discovers his device
+    // and re-sends her membership and her delayed leave.
+    let invite = format!(
+        "/_matrix/client/v3/rooms/{}/invite",
+        encode_path_segment(room_id.as_str())
+    );
+    let (status, body) = hs
+        .request(
+            Method::POST,
+            &invite,
+            Some(&alice.access_token),
+            Some(&serde_json::json!({ "user_id": dave.user_id })),
+        )
+        .await
+        .expect("request sent");
+    assert_eq!(status, 200, "{body}");
+    hs.join_room(&dave, room_id.as_str()).await.expect("joined");
+    let joined = std::time::Instant::now();
+    let d = sqlite_peer(&hs, &dave).await;
+    let d_call = d.room_call(&room_id).await;
+    let seen = wait_for_participants(&d_call, "alice in dave's view", |p| {
+        has_user(p, &alice.user_id)
+    })
+    .await;
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].member_id, before[0].member_id);
+    eprintln!(
+        "new member: alice seen {:?} after dave joined the room",
+        joined.elapsed()
+    );
+    assert_eq!(
+        super::faults::delayed_events_of(&hs, &alice).await,
+        1,
+        "one delayed leave armed"
     );
 }

@@ -17,7 +17,7 @@ use super::{
 };
 
 /// How many delayed events `user` has scheduled on the server.
-async fn delayed_events_of(hs: &TestHomeserver, user: &TestUser) -> usize {
+pub(crate) async fn delayed_events_of(hs: &TestHomeserver, user: &TestUser) -> usize {
     let (status, body) = hs
         .request(
             Method::GET,
