@@ -1,23 +1,27 @@
 //! Calls in encrypted rooms, between real clients on a real Synapse: our membership goes out
 //! as `m.room.encrypted` with the sticky object in clear, never in plaintext, and the other
 //! members' ordinary matrix-sdk clients decrypt it.
-use matrix_rtc_membership::wire::RTC_MEMBER_UNSTABLE;
+use std::time::Duration;
+
+use matrix_rtc_membership::{
+    MembershipContent, RejectReason, sticky_leave_content, wire::RTC_MEMBER_UNSTABLE,
+};
 use matrix_sdk::{
     deserialized_responses::EncryptionInfo,
     ruma::{
-        OwnedRoomId,
+        OwnedDeviceId, OwnedRoomId, TransactionId,
         events::{AnySyncTimelineEvent, room::encrypted::OriginalSyncRoomEncryptedEvent},
         serde::Raw,
     },
 };
 use matrix_sdk_rtc::{
-    Diagnostic, Error, JoinOptions, LeftReason, OwnMembershipConfig, OwnStatus, RtcClient,
-    RtcConfig, SessionChange,
+    Diagnostic, Error, HomeserverApi, JoinOptions, LeftReason, OwnMembershipConfig, OwnStatus,
+    RtcClient, RtcConfig, SessionChange, Transport,
 };
 use rtc_test_homeserver::{
     CreateRoomOptions, Method, TestHomeserver, TestUser, encode_path_segment,
 };
-use serde_json::Value;
+use serde_json::{Value, value::RawValue};
 use tokio::sync::mpsc;
 
 use super::calls::support::{
@@ -73,7 +77,7 @@ pub(crate) async fn sqlite_peer_with(
 /// devices must be noticed as they are discovered.
 fn without_periodic_device_checks() -> RtcConfig {
     let mut config = RtcConfig::default();
-    config.device_check_interval = std::time::Duration::from_secs(3_600);
+    config.device_check_interval = Duration::from_secs(3_600);
     config
 }
 
@@ -706,4 +710,105 @@ async fn a_member_who_joins_the_room_later_decrypts_our_resent_membership() {
         1,
         "one delayed leave armed"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_an_encrypted_room_a_plaintext_join_never_counts_and_a_plaintext_leave_does() {
+    init_tracing();
+    let hs = TestHomeserver::start().await.expect("synapse starts");
+    let (alice, bob, carol) = (
+        hs.register_user("alice").await.unwrap(),
+        hs.register_user("bob").await.unwrap(),
+        hs.register_user("carol").await.unwrap(),
+    );
+    let room_id = encrypted_room(&hs, &alice, &[&bob, &carol]).await;
+    let (a, b, c) = tokio::join!(
+        sqlite_peer(&hs, &alice),
+        sqlite_peer(&hs, &bob),
+        sqlite_peer(&hs, &carol)
+    );
+    let (a_call, b_call) = (a.room_call(&room_id).await, b.room_call(&room_id).await);
+    c.room_call(&room_id).await;
+    // A long delay: only a leave event can end alice's membership within the test.
+    let timings = OwnMembershipConfig {
+        delay_ms: 300_000,
+        ..fast_timings()
+    };
+    a_call
+        .join(JoinOptions::default().with_timings(timings))
+        .await
+        .expect("alice joins");
+    let seen = wait_for_participants(&b_call, "alice in bob's view", |p| {
+        has_user(p, &alice.user_id)
+    })
+    .await;
+    let member_id = seen[0].member_id.clone();
+    let mut diagnostics = b.rtc.subscribe_diagnostics();
+    let mut changes = b.rtc.subscribe_session_changes();
+
+    // Carol's client bypasses encryption and sends a well-formed join in plaintext: bob
+    // reports it and does not count it.
+    let carol_id = c.user_id();
+    let content = MembershipContent::room_call(
+        carol_id.clone(),
+        OwnedDeviceId::from(carol.device_id.as_str()),
+        "carol-plaintext-member",
+        Transport::livekit("https://lk.invalid".to_owned()),
+    )
+    .sticky_join();
+    let sent = HomeserverApi::new(c.rtc.client().clone())
+        .send_sticky(
+            &room_id,
+            RTC_MEMBER_UNSTABLE,
+            &TransactionId::new(),
+            &RawValue::from_string(content.to_string()).expect("JSON"),
+            Duration::from_secs(3_600),
+        )
+        .await
+        .expect("the server takes the plaintext join");
+    let reason = next_matching(
+        &mut diagnostics,
+        "the plaintext join's diagnostic",
+        |d| match d {
+            Diagnostic::Membership(inner) if inner.event_id.as_ref() == Some(&sent) => {
+                Some(inner.reason.clone())
+            }
+            _ => None,
+        },
+    )
+    .await;
+    assert_eq!(reason, RejectReason::PlaintextJoinInEncryptedRoom);
+    assert!(
+        !has_user(&b_call.participants(), carol_id.as_str()),
+        "{:?}",
+        b_call.participants()
+    );
+
+    // A leave needs no secrecy: alice's plaintext leave (sent past her own client's
+    // encryption) ends her encrypted membership.
+    let leave = sticky_leave_content("m.call#ROOM", &member_id);
+    HomeserverApi::new(a.rtc.client().clone())
+        .send_sticky(
+            &room_id,
+            RTC_MEMBER_UNSTABLE,
+            &TransactionId::new(),
+            &RawValue::from_string(leave.to_string()).expect("JSON"),
+            Duration::from_secs(3_600),
+        )
+        .await
+        .expect("the server takes the plaintext leave");
+    let reason = next_matching(
+        &mut changes,
+        "alice's leave at bob's",
+        |change| match change {
+            SessionChange::Left {
+                participant,
+                reason,
+            } if participant.member_id == member_id => Some(reason.clone()),
+            _ => None,
+        },
+    )
+    .await;
+    assert_eq!(reason, LeftReason::LeaveEvent);
+    assert!(b_call.participants().is_empty());
 }
