@@ -21,14 +21,15 @@
 
 use std::time::{Duration, Instant};
 
-use matrix_sdk::ruma::OwnedRoomId;
 use matrix_sdk_rtc::{JoinOptions, LeftReason, RtcCall, SessionChange};
-use rtc_test_homeserver::{CreateRoomOptions, TestHomeserver, TestUser};
+use rtc_test_homeserver::{TestHomeserver, TestUser};
 
 #[path = "../tests/it/calls/support.rs"]
 #[allow(dead_code)] // The bench uses only part of the test support.
 mod support;
-use support::{Peer, fast_timings, has_user, init_tracing, next_matching, wait_for_participants};
+use support::{
+    Peer, fast_timings, has_user, init_tracing, next_matching, room, wait_for_participants,
+};
 
 /// How many leave-and-join-again rounds follow the first join of a run.
 const LATER_JOINS: usize = 3;
@@ -71,22 +72,6 @@ struct Samples {
     crash: Vec<Duration>,
 }
 
-async fn room(
-    hs: &TestHomeserver,
-    alice: &TestUser,
-    bob: &TestUser,
-    encrypted: bool,
-) -> OwnedRoomId {
-    let options = CreateRoomOptions {
-        encrypted,
-        invite: vec![bob.user_id.clone()],
-        ..CreateRoomOptions::default()
-    };
-    let room_id = hs.create_room(alice, options).await.expect("room created");
-    hs.join_room(bob, &room_id).await.expect("joined");
-    OwnedRoomId::try_from(room_id.as_str()).expect("valid room id")
-}
-
 /// A joins; returns (acknowledged after, seen by B after).
 async fn timed_join(a_call: &RtcCall, b_call: &RtcCall, alice: &TestUser) -> (Duration, Duration) {
     let asked = Instant::now();
@@ -109,7 +94,7 @@ async fn one_run(hs: &TestHomeserver, encrypted: bool, samples: &mut Samples) {
         hs.register_user("alice").await.unwrap(),
         hs.register_user("bob").await.unwrap(),
     );
-    let room_id = room(hs, &alice, &bob, encrypted).await;
+    let room_id = room(hs, &alice, &[&bob], encrypted).await;
     let (a, b) = tokio::join!(Peer::start(hs, &alice), Peer::start(hs, &bob));
     let (a_call, b_call) = (a.room_call(&room_id).await, b.room_call(&room_id).await);
 

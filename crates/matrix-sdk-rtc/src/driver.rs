@@ -324,12 +324,7 @@ impl Driver {
                 }
             }
             Input::RetryParked => self.retry_parked(now),
-            Input::DevicesDiscovered => {
-                let rooms: HashSet<OwnedRoomId> = self.joined_rooms().cloned().collect();
-                for room_id in rooms {
-                    self.spawn_device_check(room_id);
-                }
-            }
+            Input::DevicesDiscovered => self.check_devices_in_call_rooms(),
             Input::DevicesChecked { room_id, added } => {
                 self.device_checks.remove(&room_id);
                 if added {
@@ -444,10 +439,7 @@ impl Driver {
         }
         if self.device_check_at.is_some_and(|at| at <= now) {
             self.device_check_at = None;
-            let rooms: HashSet<OwnedRoomId> = self.joined_rooms().cloned().collect();
-            for room_id in rooms {
-                self.spawn_device_check(room_id);
-            }
+            self.check_devices_in_call_rooms();
         }
     }
 
@@ -466,6 +458,14 @@ impl Driver {
 
     /// Checks (in a task) whether devices appeared in `room_id` since our last room key share;
     /// the answer comes back as [`Input::DevicesChecked`]. Plaintext rooms have no share: never.
+    /// Checks every room where we are in a call for new devices.
+    fn check_devices_in_call_rooms(&mut self) {
+        let rooms: HashSet<OwnedRoomId> = self.joined_rooms().cloned().collect();
+        for room_id in rooms {
+            self.spawn_device_check(room_id);
+        }
+    }
+
     fn spawn_device_check(&mut self, room_id: OwnedRoomId) {
         let Some(encryptor) = self.outbound.encryptor.clone() else {
             return;

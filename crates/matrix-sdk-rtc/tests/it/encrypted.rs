@@ -9,7 +9,7 @@ use matrix_rtc_membership::{
 use matrix_sdk::{
     deserialized_responses::EncryptionInfo,
     ruma::{
-        OwnedDeviceId, OwnedRoomId, TransactionId,
+        OwnedDeviceId, OwnedEventId, RoomId, TransactionId,
         events::{AnySyncTimelineEvent, room::encrypted::OriginalSyncRoomEncryptedEvent},
         serde::Raw,
     },
@@ -18,60 +18,14 @@ use matrix_sdk_rtc::{
     Diagnostic, Error, HomeserverApi, JoinOptions, LeftReason, OwnMembershipConfig, OwnStatus,
     RtcClient, RtcConfig, SessionChange, Transport,
 };
-use rtc_test_homeserver::{
-    CreateRoomOptions, Method, TestHomeserver, TestUser, encode_path_segment,
-};
+use rtc_test_homeserver::{Method, TestHomeserver, TestUser, encode_path_segment};
 use serde_json::{Value, value::RawValue};
 use tokio::sync::mpsc;
 
 use super::calls::support::{
-    EVENTUALLY, Peer, fast_timings, has_user, init_tracing, next_matching, wait_for_participants,
+    EVENTUALLY, Peer, delayed_events_of, encrypted_room, fast_timings, has_user, init_tracing,
+    next_matching, sqlite_peer, sqlite_peer_with, wait_for_participants,
 };
-
-/// A room of `creator` with encryption on from the start, that every one of `others` joined.
-pub(crate) async fn encrypted_room(
-    hs: &TestHomeserver,
-    creator: &TestUser,
-    others: &[&TestUser],
-) -> OwnedRoomId {
-    let options = CreateRoomOptions {
-        encrypted: true,
-        invite: others.iter().map(|user| user.user_id.clone()).collect(),
-        ..CreateRoomOptions::default()
-    };
-    let room_id = hs
-        .create_room(creator, options)
-        .await
-        .expect("room created");
-    for user in others {
-        hs.join_room(user, &room_id).await.expect("joined");
-    }
-    OwnedRoomId::try_from(room_id.as_str()).expect("valid room id")
-}
-
-/// A client built by our builder, with its SQLite stores in the server's run directory.
-///
-/// Without a passphrase: with one, opening the four stores derives a key four times, which
-/// takes about 12 s per client in a debug build (unoptimised dependencies).
-pub(crate) async fn sqlite_peer(hs: &TestHomeserver, user: &TestUser) -> Peer {
-    sqlite_peer_with(hs, user, RtcConfig::default()).await
-}
-
-/// [`sqlite_peer`] with a configuration of its own.
-pub(crate) async fn sqlite_peer_with(
-    hs: &TestHomeserver,
-    user: &TestUser,
-    config: RtcConfig,
-) -> Peer {
-    let stores = hs.run_dir().join(format!("stores-{}", user.localpart));
-    let rtc = RtcClient::builder(hs.base_url())
-        .sqlite_store(&stores, None)
-        .config(config)
-        .build()
-        .await
-        .expect("client builds");
-    Peer::start_client(user, rtc).await
-}
 
 /// A configuration whose periodic check for new devices never comes within a test: new
 /// devices must be noticed as they are discovered.
@@ -318,21 +272,8 @@ async fn a_client_built_elsewhere_refuses_encrypted_rooms_and_sends_nothing() {
     );
     assert_eq!(a_call.own_status(), OwnStatus::Disconnected);
     // Nothing was scheduled on the server, and nothing sent into the room.
-    let (status, body) = hs
-        .request(
-            Method::GET,
-            "/_matrix/client/unstable/org.matrix.msc4140/delayed_events",
-            Some(&alice.access_token),
-            None,
-        )
-        .await
-        .unwrap();
-    assert_eq!(status, 200);
-    assert_eq!(
-        body["delayed_events"].as_array().map(Vec::len),
-        Some(0),
-        "{body}"
-    );
+    let delayed = delayed_events_of(&hs, &alice).await;
+    assert_eq!(delayed.len(), 0, "{delayed:?}");
     let sent = events_of(&hs, &bob, room_id.as_str(), &alice.user_id).await;
     assert!(
         sent.iter().all(|event| event.get("state_key").is_some()),
@@ -553,21 +494,8 @@ async fn a_new_device_of_a_member_decrypts_our_resent_membership() {
     );
 
     // The delayed leave was re-armed without ever leaving two of them on the server.
-    let (status, body) = hs
-        .request(
-            Method::GET,
-            "/_matrix/client/unstable/org.matrix.msc4140/delayed_events",
-            Some(&alice.access_token),
-            None,
-        )
-        .await
-        .unwrap();
-    assert_eq!(status, 200);
-    assert_eq!(
-        body["delayed_events"].as_array().map(Vec::len),
-        Some(1),
-        "{body}"
-    );
+    let delayed = delayed_events_of(&hs, &alice).await;
+    assert_eq!(delayed.len(), 1, "{delayed:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -705,11 +633,23 @@ async fn a_member_who_joins_the_room_later_decrypts_our_resent_membership() {
         "new member: alice seen {:?} after dave joined the room",
         joined.elapsed()
     );
-    assert_eq!(
-        super::faults::delayed_events_of(&hs, &alice).await,
-        1,
-        "one delayed leave armed"
-    );
+    let delayed = delayed_events_of(&hs, &alice).await;
+    assert_eq!(delayed.len(), 1, "one delayed leave armed: {delayed:?}");
+}
+
+/// Sends `content` as a sticky RTC member event of `peer`, in plaintext whatever the room
+/// (the raw request layer, past our encryption), and returns its event ID.
+async fn send_in_plaintext(peer: &Peer, room_id: &RoomId, content: &Value) -> OwnedEventId {
+    HomeserverApi::new(peer.rtc.client().clone())
+        .send_sticky(
+            room_id,
+            RTC_MEMBER_UNSTABLE,
+            &TransactionId::new(),
+            &RawValue::from_string(content.to_string()).expect("JSON"),
+            Duration::from_secs(3_600),
+        )
+        .await
+        .expect("the server takes the plaintext event")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -756,16 +696,7 @@ async fn in_an_encrypted_room_a_plaintext_join_never_counts_and_a_plaintext_leav
         Transport::livekit("https://lk.invalid".to_owned()),
     )
     .sticky_join();
-    let sent = HomeserverApi::new(c.rtc.client().clone())
-        .send_sticky(
-            &room_id,
-            RTC_MEMBER_UNSTABLE,
-            &TransactionId::new(),
-            &RawValue::from_string(content.to_string()).expect("JSON"),
-            Duration::from_secs(3_600),
-        )
-        .await
-        .expect("the server takes the plaintext join");
+    let sent = send_in_plaintext(&c, &room_id, &content).await;
     let reason = next_matching(
         &mut diagnostics,
         "the plaintext join's diagnostic",
@@ -787,16 +718,7 @@ async fn in_an_encrypted_room_a_plaintext_join_never_counts_and_a_plaintext_leav
     // A leave needs no secrecy: alice's plaintext leave (sent past her own client's
     // encryption) ends her encrypted membership.
     let leave = sticky_leave_content("m.call#ROOM", &member_id);
-    HomeserverApi::new(a.rtc.client().clone())
-        .send_sticky(
-            &room_id,
-            RTC_MEMBER_UNSTABLE,
-            &TransactionId::new(),
-            &RawValue::from_string(leave.to_string()).expect("JSON"),
-            Duration::from_secs(3_600),
-        )
-        .await
-        .expect("the server takes the plaintext leave");
+    send_in_plaintext(&a, &room_id, &leave).await;
     let reason = next_matching(
         &mut changes,
         "alice's leave at bob's",

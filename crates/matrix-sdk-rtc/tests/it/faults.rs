@@ -7,32 +7,15 @@ use std::{
 
 use futures_util::{FutureExt as _, StreamExt as _};
 use matrix_sdk_rtc::{JoinOptions, OwnMembershipConfig, OwnStatus, SessionChange};
-use rtc_test_homeserver::{HomeserverConfig, Method, TestHomeserver, TestUser};
+use rtc_test_homeserver::{HomeserverConfig, TestHomeserver, TestUser};
 
 use super::{
     calls::support::{
-        EVENTUALLY, fast_timings, has_user, init_tracing, next_matching, wait_for_participants,
+        EVENTUALLY, delayed_events_of, encrypted_room, fast_timings, has_user, init_tracing,
+        next_matching, sqlite_peer, wait_for_participants,
     },
-    encrypted::{encrypted_room, events_of, sqlite_peer},
+    encrypted::events_of,
 };
-
-/// How many delayed events `user` has scheduled on the server.
-pub(crate) async fn delayed_events_of(hs: &TestHomeserver, user: &TestUser) -> usize {
-    let (status, body) = hs
-        .request(
-            Method::GET,
-            "/_matrix/client/unstable/org.matrix.msc4140/delayed_events",
-            Some(&user.access_token),
-            None,
-        )
-        .await
-        .expect("request sent");
-    assert_eq!(status, 200, "{body}");
-    body["delayed_events"]
-        .as_array()
-        .map(Vec::len)
-        .expect("a list of delayed events")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_restart_mid_call_ends_with_the_member_joined_once() {
@@ -106,11 +89,8 @@ async fn a_server_restart_mid_call_ends_with_the_member_joined_once() {
         .filter(|p| p.user_id.as_str() == alice.user_id)
         .count();
     assert_eq!(alices, 1, "one entry for alice: {after:?}");
-    assert_eq!(
-        delayed_events_of(&hs, &alice).await,
-        1,
-        "one delayed leave armed"
-    );
+    let delayed = delayed_events_of(&hs, &alice).await;
+    assert_eq!(delayed.len(), 1, "one delayed leave armed: {delayed:?}");
     let mut seen_by_bob = Vec::new();
     while let Some(Some(change)) = changes.next().now_or_never() {
         seen_by_bob.push(change);

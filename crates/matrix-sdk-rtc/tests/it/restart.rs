@@ -4,13 +4,11 @@
 use std::time::{Duration, Instant};
 
 use matrix_sdk_rtc::{JoinOptions, OwnMembershipConfig, RtcClient, SessionChange};
-use rtc_test_homeserver::{Method, TestHomeserver};
+use rtc_test_homeserver::TestHomeserver;
 
-use super::{
-    calls::support::{
-        Peer, has_user, init_tracing, next_matching, shared_room, wait_for_participants,
-    },
-    encrypted::{encrypted_room, sqlite_peer},
+use super::calls::support::{
+    Peer, delayed_events_of, has_user, init_tracing, next_matching, room, sqlite_peer,
+    wait_for_participants,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -33,11 +31,7 @@ async fn restart_mid_call(encrypted: bool) {
         hs.register_user("alice").await.unwrap(),
         hs.register_user("bob").await.unwrap(),
     );
-    let room_id = if encrypted {
-        encrypted_room(&hs, &alice, &[&bob]).await
-    } else {
-        shared_room(&hs, &alice, &[&bob]).await
-    };
+    let room_id = room(&hs, &alice, &[&bob], encrypted).await;
     let store = hs.run_dir().join("alice-store");
     let alice_client = || async {
         RtcClient::builder(hs.base_url())
@@ -115,19 +109,6 @@ async fn restart_mid_call(encrypted: bool) {
     assert_eq!(alices.len(), 1, "exactly one entry for alice: {now:?}");
 
     // And exactly one delayed leave of ours is scheduled on the server: the new one.
-    let (status, body) = hs
-        .request(
-            Method::GET,
-            "/_matrix/client/unstable/org.matrix.msc4140/delayed_events",
-            Some(&alice.access_token),
-            None,
-        )
-        .await
-        .unwrap();
-    assert_eq!(status, 200);
-    assert_eq!(
-        body["delayed_events"].as_array().map(Vec::len),
-        Some(1),
-        "{body}"
-    );
+    let delayed = delayed_events_of(&hs, &alice).await;
+    assert_eq!(delayed.len(), 1, "{delayed:?}");
 }

@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use rtc_test_homeserver::{CreateRoomOptions, TestHomeserver, TestUser};
+use rtc_test_homeserver::{TestHomeserver, TestUser};
 use serde_json::Value;
 use tokio::{
     io::{AsyncBufReadExt as _, BufReader, Lines},
@@ -14,7 +14,7 @@ use tokio::{
 };
 
 use crate::{
-    support::{scratch_dir, token_login},
+    support::{room, scratch_dir, token_login},
     watch::{next_matching, spawn},
 };
 
@@ -23,25 +23,6 @@ use crate::{
 /// brings it to the watcher. Generous for shared CI machines; a ghost would stay for the
 /// join's sticky duration (an hour).
 const LEAVE_BOUND: Duration = Duration::from_secs(8);
-
-/// A room of `creator` that every one of `others` joined, encrypted or not.
-async fn room(
-    server: &TestHomeserver,
-    creator: &TestUser,
-    others: &[&TestUser],
-    encrypted: bool,
-) -> String {
-    let options = CreateRoomOptions {
-        encrypted,
-        invite: others.iter().map(|user| user.user_id.clone()).collect(),
-        ..CreateRoomOptions::default()
-    };
-    let room = server.create_room(creator, options).await.expect("room");
-    for user in others {
-        server.join_room(user, &room).await.expect("joined");
-    }
-    room
-}
 
 /// A `rtc watch --plain` process for `room`, with its output once it is ready.
 async fn start_watch(

@@ -5,7 +5,7 @@ use std::{
     time::Duration,
 };
 
-use rtc_test_homeserver::{TestHomeserver, TestUser};
+use rtc_test_homeserver::{CreateRoomOptions, TestHomeserver, TestUser};
 use tokio::process::Command;
 
 /// The `rtc` binary under test.
@@ -60,6 +60,25 @@ pub(crate) fn token_login(server: &TestHomeserver, user: &TestUser) -> Vec<Strin
         "--device-id".into(),
         user.device_id.clone(),
     ]
+}
+
+/// A room of `creator` that every one of `others` joined, encrypted or not.
+pub(crate) async fn room(
+    server: &TestHomeserver,
+    creator: &TestUser,
+    others: &[&TestUser],
+    encrypted: bool,
+) -> String {
+    let options = CreateRoomOptions {
+        encrypted,
+        invite: others.iter().map(|user| user.user_id.clone()).collect(),
+        ..CreateRoomOptions::default()
+    };
+    let room = server.create_room(creator, options).await.expect("room");
+    for user in others {
+        server.join_room(user, &room).await.expect("joined");
+    }
+    room
 }
 
 /// A fresh directory under the target dir for generated files.

@@ -1,14 +1,14 @@
 //! `rtc watch --plain` against a local Synapse, with `rtc join` and `rtc leave`.
 use std::{process::Stdio, time::Duration};
 
-use rtc_test_homeserver::{CreateRoomOptions, TestHomeserver};
+use rtc_test_homeserver::TestHomeserver;
 use serde_json::Value;
 use tokio::{
     io::{AsyncBufReadExt as _, BufReader, Lines},
     process::{Child, ChildStdout},
 };
 
-use crate::support::{EVENTUALLY, rtc, run, text, token_login};
+use crate::support::{EVENTUALLY, room, rtc, run, text, token_login};
 
 /// Reads JSON lines from the watcher until one satisfies `pick`.
 pub(crate) async fn next_matching(
@@ -46,12 +46,7 @@ async fn plain_watch_reports_a_join_and_the_leave_of_a_killed_member() {
     let server = TestHomeserver::start().await.expect("synapse starts");
     let watcher = server.register_user("cli-watcher").await.expect("user");
     let member = server.register_user("cli-member").await.expect("user");
-    let options = CreateRoomOptions {
-        invite: vec![member.user_id.clone()],
-        ..CreateRoomOptions::default()
-    };
-    let room = server.create_room(&watcher, options).await.expect("room");
-    server.join_room(&member, &room).await.expect("joined");
+    let room = room(&server, &watcher, &[&member], false).await;
 
     let mut watch_args = vec![
         "watch".to_owned(),

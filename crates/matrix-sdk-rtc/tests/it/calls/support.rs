@@ -11,7 +11,8 @@ use matrix_sdk::{
     store::RoomLoadSettings,
 };
 use matrix_sdk_rtc::{OwnMembershipConfig, Participant, RtcCall, RtcClient, RtcConfig};
-use rtc_test_homeserver::{CreateRoomOptions, TestHomeserver, TestUser};
+use rtc_test_homeserver::{CreateRoomOptions, Method, TestHomeserver, TestUser};
+use serde_json::Value;
 use tokio::task::JoinHandle;
 
 /// How long any scenario waits for something that should happen within a sync round trip
@@ -169,7 +170,27 @@ pub(crate) async fn shared_room(
     creator: &TestUser,
     others: &[&TestUser],
 ) -> OwnedRoomId {
+    room(hs, creator, others, false).await
+}
+
+/// A room of `creator` with encryption on from the start, that every one of `others` joined.
+pub(crate) async fn encrypted_room(
+    hs: &TestHomeserver,
+    creator: &TestUser,
+    others: &[&TestUser],
+) -> OwnedRoomId {
+    room(hs, creator, others, true).await
+}
+
+/// A room of `creator`, encrypted from the start or not, that every one of `others` joined.
+pub(crate) async fn room(
+    hs: &TestHomeserver,
+    creator: &TestUser,
+    others: &[&TestUser],
+    encrypted: bool,
+) -> OwnedRoomId {
     let options = CreateRoomOptions {
+        encrypted,
         invite: others.iter().map(|user| user.user_id.clone()).collect(),
         ..CreateRoomOptions::default()
     };
@@ -181,6 +202,48 @@ pub(crate) async fn shared_room(
         hs.join_room(user, &room_id).await.expect("joined");
     }
     OwnedRoomId::try_from(room_id.as_str()).expect("valid room id")
+}
+
+/// A client built by our builder, with its SQLite stores in the server's run directory.
+///
+/// Without a passphrase: with one, opening the four stores derives a key four times, which
+/// takes about 12 s per client in a debug build (unoptimised dependencies).
+pub(crate) async fn sqlite_peer(hs: &TestHomeserver, user: &TestUser) -> Peer {
+    sqlite_peer_with(hs, user, RtcConfig::default()).await
+}
+
+/// [`sqlite_peer`] with a configuration of its own.
+pub(crate) async fn sqlite_peer_with(
+    hs: &TestHomeserver,
+    user: &TestUser,
+    config: RtcConfig,
+) -> Peer {
+    let stores = hs.run_dir().join(format!("stores-{}", user.localpart));
+    let rtc = RtcClient::builder(hs.base_url())
+        .sqlite_store(&stores, None)
+        .config(config)
+        .build()
+        .await
+        .expect("client builds");
+    Peer::start_client(user, rtc).await
+}
+
+/// The delayed events `user` has scheduled on the server (`GET …/delayed_events`).
+pub(crate) async fn delayed_events_of(hs: &TestHomeserver, user: &TestUser) -> Vec<Value> {
+    let (status, body) = hs
+        .request(
+            Method::GET,
+            "/_matrix/client/unstable/org.matrix.msc4140/delayed_events",
+            Some(&user.access_token),
+            None,
+        )
+        .await
+        .expect("request sent");
+    assert_eq!(status, 200, "{body}");
+    body["delayed_events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| panic!("a list of delayed events: {body}"))
 }
 
 /// Waits until `call`'s participants satisfy `done`, and returns them.
