@@ -9,7 +9,9 @@ use crate::StickyEvent;
 pub enum RemovalReason {
     /// Its deadline passed and no live candidate was left.
     Expired,
-    /// It was redacted and no live candidate was left.
+    /// It was redacted: the entry of its key is removed (the redacted event stays as a
+    /// tombstone until its own deadline, so no older candidate comes back), or the unkeyed entry
+    /// is gone.
     Redacted,
     /// A key-only (deletion) event won.
     Deleted,

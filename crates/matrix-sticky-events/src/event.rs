@@ -135,6 +135,33 @@ impl StickyEvent {
     pub fn is_visible(&self) -> bool {
         !self.key_only
     }
+
+    /// The tombstone a redaction leaves of this keyed event: the same metadata, type, sticky key
+    /// and origin, key-only, with the content `{}`.
+    pub(crate) fn tombstone(&self) -> Self {
+        Self {
+            meta: self.meta.clone(),
+            event_type: self.event_type.clone(),
+            sticky_key: self.sticky_key.clone(),
+            key_only: true,
+            content: empty_object(),
+            origin: self.origin.clone(),
+        }
+    }
+
+    /// Whether this is the tombstone of a redacted event: keyed, key-only, and the content `{}`
+    /// (the content of a parsed or decrypted keyed event always holds its key).
+    pub(crate) fn is_tombstone(&self) -> bool {
+        self.key_only && self.sticky_key.is_some() && self.content.get() == EMPTY_OBJECT
+    }
+}
+
+/// The content of a tombstone.
+pub(crate) const EMPTY_OBJECT: &str = "{}";
+
+/// [`EMPTY_OBJECT`] as a raw value.
+pub(crate) fn empty_object() -> Box<RawValue> {
+    RawValue::from_string(EMPTY_OBJECT.to_owned()).expect("`{}` is valid JSON")
 }
 
 /// An encrypted sticky envelope waiting for decryption.

@@ -14,7 +14,7 @@ pub mod wire;
 pub use self::{
     change::{Change, RemovalReason},
     event::{EncryptedSticky, EventOrigin, StickyEvent, StickyMeta},
-    limits::Limits,
+    limits::{Limits, Usage},
     map::{MapKey, StickyMap},
     parse::{
         BatchError, MAX_BATCH_BYTES, MAX_DEPTH, MAX_EVENT_BYTES, Parsed, Rejection, RoomBatch,

@@ -1,5 +1,14 @@
 //! The ephemeral map of `protocol.md` §4: candidates per key, winners, expiry, redactions,
 //! caps.
+//!
+//! Each room holds its senders, each sender its event types, each type its keyed slots (the
+//! candidates of one key, best first) and unkeyed entries. Beside that tree: every candidate by
+//! event ID, one deadline queue, the remembered redactions, and per room and per sender the
+//! counters and orders the caps need (`room.rs`, `usage.rs`).
+//!
+//! A redaction never removes a keyed candidate: it replaces it, in every index, by its
+//! tombstone (a key-only deletion marker with the same rank and deadline, content `{}`), so the
+//! key's older candidates stay behind it. An unkeyed entry has no key to protect and is removed.
 use std::{
     collections::{HashMap, HashSet},
     hash::Hash,
@@ -12,16 +21,19 @@ use tracing::{debug, trace};
 
 use self::{
     deadlines::Deadlines,
-    ranked::{ById, RankHeap, is_live},
+    ranked::{ById, is_live},
     redactions::{Redactions, Remembered},
-    room::{RoomState, SenderState, Slot},
+    room::{RoomCap, RoomState, SenderState, Slot},
 };
-use crate::{Change, Limits, RemovalReason, StickyEvent};
+use crate::{Change, Limits, RemovalReason, StickyEvent, Usage};
 
 mod deadlines;
 mod ranked;
 mod redactions;
 mod room;
+#[cfg(test)]
+mod tests;
+mod usage;
 
 pub(crate) use self::redactions::REMEMBER_FOR;
 
@@ -56,17 +68,29 @@ pub struct MapKey {
 ///
 /// - The winner of a key is the candidate with the highest
 ///   `(origin_server_ts + min(duration, 1 h), event ID as bytes)`. The result depends only on the
-///   set of events seen, never on their order or duplicates (as long as the caps are not hit).
-/// - Superseded candidates are kept until their own deadlines, so a redaction of the winner falls
-///   back to the best live candidate left.
+///   set of events and redactions seen, never on their order or duplicates (as long as the caps
+///   are not hit).
+/// - Superseded candidates are kept until their own deadlines: when the winner expires, the best
+///   live candidate left wins.
 /// - Key-only content (only `sticky_key` / `msc4354_sticky_key`) is a deletion marker: it
 ///   competes like any event and, while it wins, readers see nothing.
-/// - Events without a sticky key are unkeyed: each lives on its own until its deadline.
-/// - An event already seen (same event ID, in any room), already expired at `now`, or redacted
-///   earlier is ignored.
-/// - A redaction is remembered for one hour plus a margin, so the redacted event stays out if it
-///   arrives (again) later.
-/// - Memory is bounded by [`Limits`]; see there for the eviction policy.
+/// - **A redaction removes the entry of its key.** The redacted candidate becomes a tombstone: a
+///   deletion marker with the same metadata, rank and deadline, and the content `{}`. If it was
+///   the visible winner, the key disappears (`Removed { reason: Redacted }`) and no older
+///   candidate comes back; otherwise nothing visible changes. Only a later event of the key that
+///   outranks the tombstone shows a value again. This is the rule of MSC4354's addendum
+///   (redacting a sticky event is a way to remove the entry of its key) and of MSC4143 (a
+///   redacted `m.rtc.member` reads as left, which is how moderators remove members); it replaces
+///   the earlier rule, which reverted the key to its next best candidate.
+/// - Events without a sticky key are unkeyed: each lives on its own until its deadline, or until
+///   it is redacted.
+/// - An event already seen (same event ID, in any room) or already expired at `now` is ignored.
+///   An event redacted earlier goes in as its tombstone when it is keyed, and is ignored when it
+///   is unkeyed.
+/// - A redaction is remembered for one hour plus a margin, so that the redacted event stays
+///   redacted if it arrives (again) later.
+/// - Memory is bounded by [`Limits`]: over a room cap, the sender using the most of the room is
+///   cut first; see there for the eviction policy.
 ///
 /// Work is proportional to the input: inserting or redacting costs `O(log n)`, expiring `k`
 /// candidates `O(k log n)`, never a scan of the map.
@@ -136,7 +160,8 @@ impl StickyMap {
     /// Insert a live event (expiring first whatever is due at `now`).
     ///
     /// Nothing happens to the event when it is already expired at `now`, already a candidate
-    /// (same event ID), redacted earlier, or would be the first candidate evicted by the caps.
+    /// (same event ID), unkeyed and redacted earlier, or would be the first candidate evicted by
+    /// the caps. A keyed event redacted earlier goes in as its tombstone.
     #[must_use]
     pub fn handle_event(&mut self, event: StickyEvent, now: Instant) -> Vec<Change> {
         self.handle_events([event], now)
@@ -161,9 +186,12 @@ impl StickyMap {
 
     /// Apply a redaction of `event_id` in `room_id` (expiring first whatever is due at `now`).
     ///
-    /// If the event is a candidate, it is removed: its key falls back to the best live candidate
-    /// left, or disappears (`Removed { reason: Redacted }`). Either way the redaction is
-    /// remembered for one hour plus a margin, so the event stays out if it arrives later.
+    /// If the event is a keyed candidate, it becomes its tombstone: a deletion marker that keeps
+    /// the event's rank and deadline. If it was the visible winner, the key disappears
+    /// (`Removed { reason: Redacted }`) and no older candidate comes back; otherwise nothing
+    /// visible changes. An unkeyed entry is removed (`Removed { reason: Redacted }`). Either way
+    /// the redaction is remembered for one hour plus a margin, so the event stays redacted if it
+    /// arrives later. Redacting an event twice changes nothing.
     #[must_use]
     pub fn handle_redaction(
         &mut self,
@@ -266,7 +294,7 @@ impl StickyMap {
         self.rooms
             .get(room_id)?
             .senders
-            .get(sender)?
+            .get(sender.as_str())?
             .types
             .get(event_type)?
             .keyed
@@ -325,6 +353,23 @@ impl StickyMap {
         self.redactions.contains(room_id, event_id)
     }
 
+    /// What the candidates of a room count against [`Limits::per_room`] and
+    /// [`Limits::per_room_bytes`] (zero for a room without candidates).
+    pub fn room_usage(&self, room_id: &RoomId) -> Usage {
+        self.rooms
+            .get(room_id)
+            .map_or_else(Usage::default, RoomState::usage)
+    }
+
+    /// What the candidates of one sender in a room count against the caps (zero when it has
+    /// none).
+    pub fn sender_usage(&self, room_id: &RoomId, sender: &UserId) -> Usage {
+        self.rooms
+            .get(room_id)
+            .and_then(|room| room.senders.get(sender.as_str()))
+            .map_or_else(Usage::default, |sender| sender.usage())
+    }
+
     fn emit(&mut self, out: &mut Vec<Change>, change: Change) {
         match &change {
             Change::Added(_) => self.visible += 1,
@@ -344,14 +389,20 @@ impl StickyMap {
             trace!(event_id = %meta.event_id, "ignoring sticky event: already expired");
             return;
         }
-        if self.redactions.contains(&meta.room_id, &meta.event_id) {
-            trace!(event_id = %meta.event_id, "ignoring sticky event: redacted");
-            return;
-        }
+        let event = if self.redactions.contains(&meta.room_id, &meta.event_id) {
+            if event.sticky_key.is_none() {
+                trace!(event_id = %meta.event_id, "ignoring sticky event: redacted");
+                return;
+            }
+            trace!(event_id = %meta.event_id, "sticky event redacted earlier: taken as a tombstone");
+            event.tombstone()
+        } else {
+            event
+        };
         let limits = self.limits;
         let weight = Limits::weight(&event);
         if limits.per_sender == 0 || limits.per_room == 0 || weight > limits.per_room_bytes {
-            debug!(event_id = %meta.event_id, "dropping sticky event: over the caps");
+            debug!(event_id = %event.meta.event_id, "dropping sticky event: over the caps");
             return;
         }
         let event = Arc::new(event);
@@ -359,32 +410,65 @@ impl StickyMap {
         // Claim the event ID first (one hash for the usual, new event); give it back if the
         // event does not get in after all.
         if !self.by_id.insert(ById(Arc::clone(&event))) {
+            if event.is_tombstone() {
+                // A tombstone (from a snapshot) of a candidate we hold: the redaction applies.
+                self.redact_candidate(&meta.room_id, &meta.event_id, out);
+            }
             trace!(event_id = %meta.event_id, "ignoring sticky event: already seen");
             return;
         }
-        let ranks_below = |lowest: Option<&Arc<StickyEvent>>| {
-            lowest.is_some_and(|lowest| meta.cmp_rank(&lowest.meta).is_lt())
-        };
 
         // One walk down room, sender, type and key: admission under the caps (an event that
         // would be the first evicted is not inserted), then insertion.
         let room = get_or_default!(self.rooms, &*meta.room_id);
-        let room_full =
-            room.count >= limits.per_room || room.bytes + weight > limits.per_room_bytes;
-        // (A full room is not empty, so nothing is left behind when returning here.)
-        if room_full && ranks_below(room.by_rank.lowest(&self.by_id)) {
-            debug!(event_id = %meta.event_id, room_id = %meta.room_id, "dropping sticky event: room over its caps");
-            self.by_id.remove(&*meta.event_id);
-            return;
-        }
-        let sender = get_or_default!(room.senders, &*meta.sender);
-        if sender.count >= limits.per_sender && ranks_below(sender.by_rank.lowest(&self.by_id)) {
-            debug!(event_id = %meta.event_id, room_id = %meta.room_id, "dropping sticky event: sender over its cap");
+        // (As `get_or_default!`, the shared sender ID being made only for a new sender.)
+        let sender = match room.senders.get_mut(meta.sender.as_str()) {
+            Some(sender) => sender,
+            None => {
+                let id: Arc<str> = Arc::from(meta.sender.as_str());
+                room.senders
+                    .entry(Arc::clone(&id))
+                    .or_insert_with(|| SenderState::new(id))
+            }
+        };
+        let before = sender.usage();
+        let after = Usage {
+            candidates: before.candidates + 1,
+            bytes: before.bytes + weight,
+        };
+        let room_after = Usage {
+            candidates: room.count + 1,
+            bytes: room.bytes + weight,
+        };
+        // Whether the event ranks below every other candidate of its sender.
+        let mut ranks_lowest = || {
+            sender
+                .by_rank
+                .lowest(&self.by_id)
+                .is_none_or(|lowest| meta.cmp_rank(&lowest.meta).is_lt())
+        };
+        let first_victim = if after.candidates > limits.per_sender {
+            ranks_lowest()
+        } else if let Some(cap) = RoomCap::exceeded(room_after, limits) {
+            room.by_usage
+                .would_be_heaviest(cap, meta.sender.as_str(), after)
+                && ranks_lowest()
+        } else {
+            false
+        };
+        if first_victim {
+            debug!(event_id = %meta.event_id, room_id = %meta.room_id, "dropping sticky event: its sender is over the caps");
+            // (A room over a cap is not empty, but the sender may be new.)
+            if sender.count == 0 {
+                room.senders.remove(meta.sender.as_str());
+            }
             self.by_id.remove(&*meta.event_id);
             return;
         }
         sender.count += 1;
+        sender.bytes += weight;
         sender.by_rank.push(&event);
+        room.by_usage.update(&sender.id, before, after);
         let sender_over = sender.count > limits.per_sender;
         let types = get_or_default!(sender.types, event.event_type.as_str());
         let change = match &event.sticky_key {
@@ -402,8 +486,7 @@ impl StickyMap {
         };
         room.count += 1;
         room.bytes += weight;
-        room.by_rank.push(&event);
-        let room_over = room.count > limits.per_room || room.bytes > limits.per_room_bytes;
+        let room_over = RoomCap::exceeded(room.usage(), limits).is_some();
 
         self.deadlines.push(Arc::clone(&event));
         if let Some(change) = change {
@@ -414,22 +497,37 @@ impl StickyMap {
         }
     }
 
-    /// Evict the lowest-ranked candidates while `event`'s sender or room is over its caps.
+    /// Evict candidates while `event`'s sender or room is over its caps: the sender's own
+    /// lowest-ranked candidate over the per-sender cap, else the lowest-ranked candidate of the
+    /// room's heaviest sender for the room cap exceeded (see [`Limits`]).
     fn enforce_caps(&mut self, event: &StickyEvent, out: &mut Vec<Change>) {
         let limits = self.limits;
         loop {
             let Some(room) = self.rooms.get_mut(&event.meta.room_id) else {
                 return;
             };
-            let room_over = room.count > limits.per_room || room.bytes > limits.per_room_bytes;
-            let victim = match room.senders.get_mut(&event.meta.sender) {
-                Some(sender) if sender.count > limits.per_sender => {
-                    sender.by_rank.lowest(&self.by_id)
-                }
-                _ if room_over => room.by_rank.lowest(&self.by_id),
-                _ => return,
+            let sender_over = room
+                .senders
+                .get(event.meta.sender.as_str())
+                .is_some_and(|sender| sender.count > limits.per_sender);
+            let heaviest;
+            let cut: &str = if sender_over {
+                event.meta.sender.as_str()
+            } else {
+                let Some(id) = RoomCap::exceeded(room.usage(), limits)
+                    .and_then(|cap| room.by_usage.heaviest(cap))
+                else {
+                    return;
+                };
+                heaviest = Arc::clone(id);
+                &heaviest
             };
-            let Some(victim) = victim.cloned() else {
+            let Some(victim) = room
+                .senders
+                .get_mut(cut)
+                .and_then(|sender| sender.by_rank.lowest(&self.by_id))
+                .cloned()
+            else {
                 return;
             };
             debug!(event_id = %victim.meta.event_id, room_id = %victim.meta.room_id, "evicting sticky event: over the caps");
@@ -443,7 +541,7 @@ impl StickyMap {
         let Some(room) = self.rooms.get_mut(&meta.room_id) else {
             return;
         };
-        let Some(sender) = room.senders.get_mut(&meta.sender) else {
+        let Some(sender) = room.senders.get_mut(meta.sender.as_str()) else {
             return;
         };
         let Some(types) = sender.types.get_mut(event.event_type.as_str()) else {
@@ -483,25 +581,64 @@ impl StickyMap {
         if types.is_empty() {
             sender.types.remove(event.event_type.as_str());
         }
+        let weight = Limits::weight(event);
+        let before = sender.usage();
         sender.count -= 1;
+        sender.bytes = sender.bytes.saturating_sub(weight);
+        room.by_usage.update(&sender.id, before, sender.usage());
         if sender.count == 0 {
-            room.senders.remove(&meta.sender);
+            room.senders.remove(meta.sender.as_str());
         } else {
-            if sender.by_rank.needs_compaction(sender.count) {
-                sender.by_rank = RankHeap::from_events(sender.iter());
-            }
+            sender.compact();
         }
         room.count -= 1;
-        room.bytes = room.bytes.saturating_sub(Limits::weight(event));
+        room.bytes = room.bytes.saturating_sub(weight);
         if room.count == 0 {
             self.rooms.remove(&meta.room_id);
-        } else {
-            if room.by_rank.needs_compaction(room.count) {
-                room.by_rank =
-                    RankHeap::from_events(room.senders.values().flat_map(SenderState::iter));
-            }
         }
         if let Some(change) = change {
+            self.emit(out, change);
+        }
+    }
+
+    /// Replace the keyed candidate `event` by its tombstone in every index, reporting the
+    /// visible change (`Removed { reason: Redacted }` when it was the visible winner).
+    fn bury(&mut self, event: &Arc<StickyEvent>, out: &mut Vec<Change>) {
+        let meta = &event.meta;
+        let Some(key) = &event.sticky_key else {
+            return;
+        };
+        let Some(room) = self.rooms.get_mut(&meta.room_id) else {
+            return;
+        };
+        let Some(sender) = room.senders.get_mut(meta.sender.as_str()) else {
+            return;
+        };
+        let Some(slot) = sender
+            .types
+            .get_mut(event.event_type.as_str())
+            .and_then(|types| types.keyed.get_mut(key.as_str()))
+        else {
+            return;
+        };
+        let tombstone = Arc::new(event.tombstone());
+        let before = slot.visible().cloned();
+        if !slot.replace(event, Arc::clone(&tombstone)) {
+            return;
+        }
+        let after = slot.visible().cloned();
+        self.by_id.replace(ById(Arc::clone(&tombstone)));
+        // The tombstone weighs less (its content is `{}`); the old entries of the heaps die with
+        // the event and are dropped lazily.
+        let (old, new) = (Limits::weight(event), Limits::weight(&tombstone));
+        let usage = sender.usage();
+        sender.bytes = (sender.bytes + new).saturating_sub(old);
+        sender.by_rank.push(&tombstone);
+        sender.compact();
+        room.by_usage.update(&sender.id, usage, sender.usage());
+        room.bytes = (room.bytes + new).saturating_sub(old);
+        self.deadlines.push(tombstone);
+        if let Some(change) = diff(before, after, RemovalReason::Redacted) {
             self.emit(out, change);
         }
     }
@@ -519,10 +656,22 @@ impl StickyMap {
             forget_at,
             self.limits.remembered_redactions,
         );
+        self.redact_candidate(room_id, event_id, out);
+    }
+
+    /// Apply a redaction to the candidate `event_id` of `room_id`, if there is one: a keyed
+    /// candidate becomes its tombstone (once), an unkeyed one is removed.
+    fn redact_candidate(&mut self, room_id: &RoomId, event_id: &EventId, out: &mut Vec<Change>) {
         let target = self.by_id.get(event_id).map(|entry| Arc::clone(&entry.0));
-        if let Some(target) = target.filter(|target| target.meta.room_id == room_id) {
-            debug!(%event_id, %room_id, "sticky event redacted");
+        let Some(target) = target.filter(|target| target.meta.room_id == room_id) else {
+            return;
+        };
+        if target.sticky_key.is_none() {
+            debug!(%event_id, %room_id, "unkeyed sticky event redacted: removed");
             self.detach(&target, RemovalReason::Redacted, out);
+        } else if !target.is_tombstone() {
+            debug!(%event_id, %room_id, "sticky event redacted: now a tombstone");
+            self.bury(&target, out);
         }
     }
 

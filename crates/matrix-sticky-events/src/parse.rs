@@ -46,7 +46,8 @@ pub enum Parsed {
     Sticky(StickyEvent),
     /// An encrypted sticky envelope.
     Encrypted(EncryptedSticky),
-    /// A redacted copy of a sticky event (or an `m.room.redaction`): remove the named event.
+    /// A redacted copy of a sticky event (or an `m.room.redaction`): redact the named event with
+    /// [`StickyMap::handle_redaction`](crate::StickyMap::handle_redaction).
     Redaction(OwnedEventId),
 }
 

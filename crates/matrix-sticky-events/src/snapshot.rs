@@ -3,6 +3,10 @@
 //! A remaining lifetime from the server is a snapshot of its own, valid only from the moment it
 //! was received, so it is never stored: every candidate is stored with its absolute wall-clock
 //! deadline (`expires_wall_ms`), and monotonic deadlines are derived again on restore.
+//!
+//! The tombstones of redacted events are stored like any candidate, with their content `{}`
+//! and their sticky key beside it (`redacted_key`), so a restored map keeps the key removed.
+//! Snapshots written before tombstones existed (without that field) read as before.
 use std::time::{Duration, Instant};
 
 use ruma_common::{EventId, OwnedDeviceId, RoomId, UserId};
@@ -11,15 +15,19 @@ use serde_json::value::RawValue;
 use tracing::debug;
 
 use crate::{
-    Change, EventOrigin, Limits, StickyEvent, StickyMap, StickyMeta, map::REMEMBER_FOR, parse,
+    Change, EventOrigin, Limits, StickyEvent, StickyMap, StickyMeta,
+    event::{EMPTY_OBJECT, empty_object},
+    map::REMEMBER_FOR,
+    parse,
     wire::MAX_DURATION_MS,
 };
 
 /// The snapshot format version written by this crate.
 const VERSION: u32 = 1;
 
-/// A serializable copy of a [`StickyMap`]: every candidate (superseded ones and deletion markers
-/// included) with its absolute wall-clock deadline, and the remembered redactions.
+/// A serializable copy of a [`StickyMap`]: every candidate (superseded ones, deletion markers and
+/// the tombstones of redacted events included) with its absolute wall-clock deadline, and the
+/// remembered redactions.
 ///
 /// Serialize it with any serde format (the content is stored as a JSON string). The order of
 /// entries is deterministic (by room, then event ID), so equal maps give equal snapshots.
@@ -44,6 +52,10 @@ struct SnapshotEvent {
     /// `None` for plaintext, `Some(device)` for decrypted events (`Some(None)`: device unknown).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     encrypted: Option<Option<String>>,
+    /// The sticky key of a tombstone (a redacted candidate, whose content `{}` no longer holds
+    /// it); absent for every other candidate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    redacted_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,6 +108,10 @@ impl StickyMap {
                         Some(sender_device.as_ref().map(ToString::to_string))
                     }
                 },
+                redacted_key: event
+                    .is_tombstone()
+                    .then(|| event.sticky_key.clone())
+                    .flatten(),
             })
             .collect();
         events.sort_by(|a, b| (&a.room_id, &a.event_id).cmp(&(&b.room_id, &b.event_id)));
@@ -132,9 +148,11 @@ impl StickyMap {
     ///
     /// Entries whose wall-clock deadline is `now_wall_ms` or earlier are dropped; the others get
     /// the monotonic deadline `now + (expires_wall_ms - now_wall_ms)`, capped at one hour.
-    /// Redactions are applied first. Invalid entries (a tampered or corrupted snapshot) are
-    /// skipped. The merge follows the map's usual rules, so restoring into a map that already
-    /// holds some of the events is harmless.
+    /// Redactions are applied first. Tombstones come back as tombstones (a live candidate of the
+    /// same event ID is redacted by them), so a key removed by a redaction stays removed.
+    /// Invalid entries (a tampered or corrupted snapshot) are skipped. The merge follows the
+    /// map's usual rules, so restoring into a map that already holds some of the events is
+    /// harmless.
     pub fn restore(
         &mut self,
         snapshot: &Snapshot,
@@ -202,8 +220,17 @@ fn restored_event(stored: &SnapshotEvent, now: Instant, now_wall_ms: u64) -> Opt
         expires_at: now.checked_add(Duration::from_millis(left_ms))?,
         expires_wall_ms: now_wall_ms + left_ms,
     };
-    let content = RawValue::from_string(stored.content.clone()).ok()?;
-    let info = parse::content_info(&content).ok()?;
+    let (content, sticky_key, key_only) = match &stored.redacted_key {
+        // A tombstone: its content is `{}` (any other is a corrupted entry), its key is beside it
+        // (any string is a valid sticky key).
+        Some(key) if stored.content == EMPTY_OBJECT => (empty_object(), Some(key.clone()), true),
+        Some(_) => return None,
+        None => {
+            let content = RawValue::from_string(stored.content.clone()).ok()?;
+            let info = parse::content_info(&content).ok()?;
+            (content, info.sticky_key, info.key_only)
+        }
+    };
     let origin = match &stored.encrypted {
         None => EventOrigin::Plaintext,
         Some(device) => EventOrigin::Encrypted {
@@ -213,8 +240,8 @@ fn restored_event(stored: &SnapshotEvent, now: Instant, now_wall_ms: u64) -> Opt
     Some(StickyEvent {
         meta,
         event_type: stored.event_type.clone(),
-        sticky_key: info.sticky_key,
-        key_only: info.key_only,
+        sticky_key,
+        key_only,
         content,
         origin,
     })

@@ -1,32 +1,88 @@
 //! What the map holds per room: senders, then event types, then keyed slots and unkeyed entries.
 use std::{collections::HashMap, sync::Arc};
 
-use ruma_common::OwnedUserId;
+use super::{ranked::RankHeap, usage::SenderIndex};
+use crate::{Limits, StickyEvent, Usage};
 
-use super::ranked::RankHeap;
-use crate::StickyEvent;
-
-/// One room: its senders, and the counters and order of its candidates (for the per-room caps).
+/// One room: its senders, the counters of its candidates, and its senders ordered by what they
+/// use (for the per-room caps).
 #[derive(Debug, Default)]
 pub(crate) struct RoomState {
-    pub(crate) senders: HashMap<OwnedUserId, SenderState>,
+    /// Senders by user ID.
+    pub(crate) senders: HashMap<Arc<str>, SenderState>,
     /// Number of candidates.
     pub(crate) count: usize,
-    /// Total [`Limits::weight`](crate::Limits::weight) of the candidates.
+    /// Total [`Limits::weight`] of the candidates.
+    pub(crate) bytes: usize,
+    /// Every sender of [`RoomState::senders`] with its usage, heaviest last.
+    pub(crate) by_usage: SenderIndex,
+}
+
+/// One room cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RoomCap {
+    /// [`Limits::per_room`]: the number of candidates.
+    Count,
+    /// [`Limits::per_room_bytes`]: the total weight of the candidates.
+    Bytes,
+}
+
+impl RoomCap {
+    /// The room cap a room holding `usage` exceeds, the count cap first.
+    pub(crate) fn exceeded(usage: Usage, limits: Limits) -> Option<Self> {
+        if usage.candidates > limits.per_room {
+            Some(Self::Count)
+        } else if usage.bytes > limits.per_room_bytes {
+            Some(Self::Bytes)
+        } else {
+            None
+        }
+    }
+}
+
+impl RoomState {
+    /// What the room's candidates use.
+    pub(crate) fn usage(&self) -> Usage {
+        Usage {
+            candidates: self.count,
+            bytes: self.bytes,
+        }
+    }
+}
+
+/// One sender in one room: its event types, and the counters and order of its candidates (for
+/// the caps).
+#[derive(Debug)]
+pub(crate) struct SenderState {
+    /// The sender's user ID, shared with the room's [`SenderIndex`].
+    pub(crate) id: Arc<str>,
+    pub(crate) types: HashMap<Box<str>, TypeState>,
+    /// Number of candidates.
+    pub(crate) count: usize,
+    /// Total [`Limits::weight`] of the candidates.
     pub(crate) bytes: usize,
     pub(crate) by_rank: RankHeap,
 }
 
-/// One sender in one room: its event types, and the counter and order of its candidates (for
-/// the per-sender cap).
-#[derive(Debug, Default)]
-pub(crate) struct SenderState {
-    pub(crate) types: HashMap<Box<str>, TypeState>,
-    pub(crate) count: usize,
-    pub(crate) by_rank: RankHeap,
-}
-
 impl SenderState {
+    pub(crate) fn new(id: Arc<str>) -> Self {
+        Self {
+            id,
+            types: HashMap::new(),
+            count: 0,
+            bytes: 0,
+            by_rank: RankHeap::default(),
+        }
+    }
+
+    /// What the sender's candidates use.
+    pub(crate) fn usage(&self) -> Usage {
+        Usage {
+            candidates: self.count,
+            bytes: self.bytes,
+        }
+    }
+
     /// Every candidate of the sender.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<StickyEvent>> {
         self.types.values().flat_map(|types| {
@@ -36,6 +92,13 @@ impl SenderState {
                 .flat_map(|slot| slot.candidates().iter())
                 .chain(types.unkeyed.iter())
         })
+    }
+
+    /// Rebuild the rank heap when dead entries outgrew the live ones.
+    pub(crate) fn compact(&mut self) {
+        if self.by_rank.needs_compaction(self.count) {
+            self.by_rank = RankHeap::from_events(self.iter());
+        }
     }
 }
 
@@ -88,6 +151,18 @@ impl Slot {
         match self.candidates.iter().position(|c| Arc::ptr_eq(c, event)) {
             Some(at) => {
                 self.candidates.remove(at);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Put `by` in the place of this very candidate `event` (of the same rank and event ID);
+    /// whether it was there.
+    pub(crate) fn replace(&mut self, event: &Arc<StickyEvent>, by: Arc<StickyEvent>) -> bool {
+        match self.candidates.iter_mut().find(|c| Arc::ptr_eq(c, event)) {
+            Some(place) => {
+                *place = by;
                 true
             }
             None => false,

@@ -191,7 +191,9 @@ fn apply(map: &mut StickyMap, batch: StickyBatch, now: Instant) {
 }
 
 /// An independent model of the expected end state, from the raw JSON of the events that must be
-/// accepted: winner per key by `(ots + min(duration, 1 h), event ID)`, duplicates ignored.
+/// accepted: winner per key by `(ots + min(duration, 1 h), event ID)`, duplicates ignored; a
+/// redacted keyed event still competes (as a tombstone) but shows nothing, a redacted unkeyed
+/// one is gone.
 #[derive(Default)]
 struct Oracle {
     seen: HashSet<String>,
@@ -206,7 +208,7 @@ impl Oracle {
             .as_str()
             .expect("accepted events have an id")
             .to_owned();
-        if self.redacted.contains(&id) || !self.seen.insert(id.clone()) {
+        if !self.seen.insert(id.clone()) {
             return;
         }
         let content = &event["content"];
@@ -242,6 +244,7 @@ impl Oracle {
         let keyed = self
             .keyed
             .iter()
+            .filter(|(_, (_, id))| !self.redacted.contains(id))
             .map(|((room, sender, event_type, key), (_, id))| {
                 let key = matrix_sticky_events::MapKey {
                     room_id: room.as_str().try_into().expect("room"),
@@ -254,6 +257,7 @@ impl Oracle {
         let unkeyed = self
             .unkeyed
             .iter()
+            .filter(|(_, id)| !self.redacted.contains(id))
             .map(|(_, id)| (ViewKey::Unkeyed(id.clone()), id.clone()));
         keyed.chain(unkeyed).collect()
     }

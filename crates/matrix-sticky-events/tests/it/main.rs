@@ -1,6 +1,7 @@
 //! Integration tests of matrix-sticky-events.
 
 mod batch;
+mod fairness;
 mod fixtures;
 mod hostile;
 mod map;

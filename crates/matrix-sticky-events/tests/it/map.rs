@@ -1,5 +1,5 @@
 //! The ephemeral map: winners, superseded candidates, deletion markers, unkeyed entries,
-//! duplicates, redactions, expiry, forgetting a room, caps.
+//! duplicates, redactions (tombstones), expiry, forgetting a room, caps.
 use std::{collections::BTreeMap, sync::Arc};
 
 use matrix_sticky_events::{Change, Limits, MapKey, RemovalReason, StickyEvent, StickyMap};
@@ -149,7 +149,7 @@ fn the_sender_is_part_of_the_key() {
 }
 
 #[test]
-fn a_redaction_falls_back_to_the_next_best_candidate() {
+fn a_redaction_leaves_a_tombstone_and_never_brings_an_older_candidate_back() {
     let clock = Clock::new();
     let now = clock.at(0);
     let mut map = StickyMap::default();
@@ -157,43 +157,111 @@ fn a_redaction_falls_back_to_the_next_best_candidate() {
         [
             make(&clock, 0, "one", ALICE, Some("k"), -3_000, HOUR),
             make(&clock, 0, "two", ALICE, Some("k"), -2_000, HOUR),
-            make(&clock, 0, "three", ALICE, Some("k"), -1_000, HOUR),
+            make(&clock, 0, "three", ALICE, Some("k"), -1_000, 50_000),
         ],
         now,
     );
-    // Redacting a superseded candidate changes nothing visible.
+    let bytes = map.room_usage(&room_a()).bytes;
+    // Redacting a superseded candidate changes nothing visible; it stays, as a tombstone.
     assert!(
         map.handle_redaction(&room_a(), &owned_event_id!("$two"), now)
             .is_empty()
     );
-    assert_eq!(map.candidate_count(), 2);
-    // Redacting the winner reverts to the best live candidate left.
+    assert_eq!(map.candidate_count(), 3);
+    // Redacting the winner removes the key: no older candidate comes back.
     let changes = map.handle_redaction(&room_a(), &owned_event_id!("$three"), now);
-    match &changes[..] {
-        [Change::Replaced { old, new }] => {
-            assert_eq!(old.meta.event_id, "$three");
-            assert_eq!(new.meta.event_id, "$one");
-        }
-        other => panic!("unexpected {other:?}"),
-    }
-    let changes = map.handle_redaction(&room_a(), &owned_event_id!("$one"), now);
-    assert!(matches!(
-        &changes[..],
-        [Change::Removed {
-            reason: RemovalReason::Redacted,
-            ..
-        }]
-    ));
+    assert!(
+        matches!(&changes[..], [Change::Removed { reason: RemovalReason::Redacted, old }] if old.meta.event_id == "$three")
+    );
+    assert!(map.get(&key(ALICE, "k")).is_none());
     assert!(map.is_empty());
-    assert_eq!(map.candidate_count(), 0);
-    assert_eq!(map.next_deadline(), None);
+    // The winner is the tombstone: same metadata, type, key and deadline, key-only, `{}`.
+    let winner = map.winner(&key(ALICE, "k")).expect("a tombstone").clone();
+    let original = make(&clock, 0, "three", ALICE, Some("k"), -1_000, 50_000);
+    assert_eq!(winner.meta, original.meta);
+    assert_eq!(winner.event_type, original.event_type);
+    assert_eq!(winner.sticky_key.as_deref(), Some("k"));
+    assert!(winner.key_only && !winner.is_visible());
+    assert_eq!(winner.content.get(), "{}");
+    assert_eq!(winner.origin, original.origin);
+    // Tombstones weigh their content `{}`: the room's byte count went down by the difference.
+    let two = make(&clock, 0, "two", ALICE, Some("k"), -2_000, HOUR);
+    let shrunk = two.content.get().len() - 2 + original.content.get().len() - 2;
+    assert_eq!(map.room_usage(&room_a()).bytes + shrunk, bytes);
+    assert_eq!(map.room_usage(&room_a()).candidates, 3);
+    // A second redaction of the same event changes nothing.
+    assert!(
+        map.handle_redaction(&room_a(), &owned_event_id!("$three"), now)
+            .is_empty()
+    );
+    assert_eq!(map.room_usage(&room_a()).bytes + shrunk, bytes);
+    // The tombstone keeps its deadline, and then the best live candidate left wins, as after
+    // any deletion marker: here the tombstone of "two", so still nothing is visible.
+    assert_eq!(map.next_deadline(), Some(clock.at(50_000)));
+    assert!(map.handle_timeout(clock.at(50_000)).is_empty());
+    assert_eq!(
+        map.winner(&key(ALICE, "k"))
+            .map(|e| e.meta.event_id.to_string()),
+        Some("$two".into())
+    );
+    assert!(
+        map.handle_redaction(&room_a(), &owned_event_id!("$one"), clock.at(50_000))
+            .is_empty()
+    );
+    assert_eq!(map.candidate_count(), 2);
+    assert!(map.is_empty());
     // A redaction in another room does not touch this one.
-    let _ = map.handle_event(make(&clock, 0, "four", ALICE, Some("k"), -1_000, HOUR), now);
+    let _ = map.handle_event(make(&clock, 0, "four", ALICE, Some("j"), -1_000, HOUR), now);
     assert!(
         map.handle_redaction(&room("!b:example.org"), &owned_event_id!("$four"), now)
             .is_empty()
     );
     assert_eq!(map.len(), 1);
+}
+
+/// The moderator case: join, leave, then the leave is cleaned up by a redaction. The old join
+/// must not come back (MSC4354's addendum, MSC4143: a redacted membership reads as left).
+#[test]
+fn redacting_a_leave_does_not_bring_the_join_back() {
+    let clock = Clock::new();
+    let now = clock.at(0);
+    for redact_first in [false, true] {
+        let mut map = StickyMap::default();
+        let mut view = BTreeMap::new();
+        let join = make(&clock, 0, "join", ALICE, Some("m"), -60_000, HOUR);
+        let leave = tombstone(&clock, 0, "leave", ALICE, "m", -1_000, HOUR);
+        replay(&mut view, &map.handle_event(join.clone(), now));
+        if redact_first {
+            // The redaction arrives before the leave: the leave still goes in, as a tombstone.
+            replay(
+                &mut view,
+                &map.handle_redaction(&room_a(), &owned_event_id!("$leave"), now),
+            );
+            let changes = map.handle_event(leave, now);
+            assert!(
+                matches!(&changes[..], [Change::Removed { reason: RemovalReason::Deleted, old }] if old.meta.event_id == "$join")
+            );
+            replay(&mut view, &changes);
+        } else {
+            replay(&mut view, &map.handle_event(leave, now));
+            assert!(
+                map.handle_redaction(&room_a(), &owned_event_id!("$leave"), now)
+                    .is_empty()
+            );
+        }
+        assert!(map.get(&key(ALICE, "m")).is_none(), "no ghost");
+        let winner = map.winner(&key(ALICE, "m")).expect("the tombstone");
+        assert_eq!(winner.meta.event_id, "$leave");
+        assert_eq!(winner.content.get(), "{}");
+        // The join again (a replay) changes nothing.
+        assert!(map.handle_event(join, clock.at(1_000)).is_empty());
+        // A later join wins over the tombstone as usual.
+        let rejoin = make(&clock, 2_000, "rejoin", ALICE, Some("m"), 1_000, HOUR);
+        let changes = map.handle_event(rejoin, clock.at(2_000));
+        assert!(matches!(&changes[..], [Change::Added(new)] if new.meta.event_id == "$rejoin"));
+        replay(&mut view, &changes);
+        assert_eq!(ids_of(&view), view_of(&map));
+    }
 }
 
 #[test]
@@ -374,7 +442,7 @@ fn duplicates_are_no_ops() {
 }
 
 #[test]
-fn a_redaction_seen_first_keeps_the_event_out() {
+fn a_redaction_seen_first_makes_the_event_a_tombstone() {
     let clock = Clock::new();
     let mut map = StickyMap::default();
     assert!(
@@ -383,9 +451,22 @@ fn a_redaction_seen_first_keeps_the_event_out() {
     );
     assert!(map.is_redacted(&room_a(), &owned_event_id!("$early")));
     assert_eq!(map.remembered_redaction_count(), 1);
+    // A keyed event goes in as its tombstone: nothing visible, but it holds its key.
     let event = make(&clock, 1_000, "early", ALICE, Some("k"), 0, HOUR);
     assert!(map.handle_event(event, clock.at(1_000)).is_empty());
-    // Replays of a redacted event stay out too.
+    assert_eq!(map.candidate_count(), 1);
+    let winner = map.winner(&key(ALICE, "k")).expect("a tombstone");
+    assert!(winner.key_only);
+    assert_eq!(winner.content.get(), "{}");
+    // An older event of that key arriving later stays hidden behind it.
+    let older = make(&clock, 1_000, "older", ALICE, Some("k"), -5_000, HOUR);
+    assert!(map.handle_event(older, clock.at(1_000)).is_empty());
+    // An unkeyed event redacted earlier is dropped.
+    let _ = map.handle_redaction(&room_a(), &owned_event_id!("$free"), clock.at(1_000));
+    let free = make(&clock, 1_000, "free", ALICE, None, 0, HOUR);
+    assert!(map.handle_event(free, clock.at(1_000)).is_empty());
+    assert!(!map.contains_event(&owned_event_id!("$free")));
+    // Replays of a redacted event stay redacted too.
     let mut map = StickyMap::default();
     let event = make(&clock, 0, "x", ALICE, Some("k"), -1_000, HOUR);
     let _ = map.handle_event(event.clone(), clock.at(0));
@@ -475,26 +556,51 @@ fn forgetting_a_room_drops_its_entries() {
 fn next_deadline_follows_removals() {
     let clock = Clock::new();
     let now = clock.at(0);
-    let mut map = StickyMap::default();
+    let mut map = StickyMap::new(Limits {
+        per_sender: 10_000,
+        ..Limits::default()
+    });
     let _ = map.handle_events(
         [
             make(&clock, 0, "a", ALICE, Some("a"), -1_000, 1_000),
+            make(&clock, 0, "u", ALICE, None, -1_000, 1_500),
             make(&clock, 0, "b", ALICE, Some("b"), -1_000, 2_000),
         ],
         now,
     );
     assert_eq!(map.next_deadline(), Some(clock.at(1_000)));
+    // A redacted keyed candidate stays, as a tombstone, until its own deadline.
     let _ = map.handle_redaction(&room_a(), &owned_event_id!("$a"), now);
+    assert_eq!(map.next_deadline(), Some(clock.at(1_000)));
+    let _ = map.handle_timeout(clock.at(1_000));
+    assert_eq!(map.next_deadline(), Some(clock.at(1_500)));
+    // A redacted unkeyed entry is gone at once.
+    let now = clock.at(1_000);
+    let _ = map.handle_redaction(&room_a(), &owned_event_id!("$u"), now);
     assert_eq!(map.next_deadline(), Some(clock.at(2_000)));
 
-    // Heavy churn (insert, then redact) keeps the queue exact.
+    // Heavy churn (insert, then redact) keeps the queue exact: unkeyed entries go at once,
+    // keyed ones become tombstones with their deadlines.
     for n in 0..5_000u64 {
         let id = format!("churn{n}");
-        let _ = map.handle_event(make(&clock, 0, &id, BOB, Some(&id), -1_000, 500 + n), now);
+        let _ = map.handle_event(make(&clock, 0, &id, BOB, None, -1_000, 1_500 + n), now);
         let _ = map.handle_redaction(&room_a(), &eid(&format!("${id}")), now);
     }
     assert_eq!(map.next_deadline(), Some(clock.at(2_000)));
     assert_eq!(map.candidate_count(), 1);
+    for n in 0..5_000u64 {
+        let id = format!("keyed{n}");
+        let _ = map.handle_event(make(&clock, 0, &id, BOB, Some(&id), -1_000, 3_000 + n), now);
+        let _ = map.handle_redaction(&room_a(), &eid(&format!("${id}")), now);
+    }
+    assert_eq!(map.candidate_count(), 5_001);
+    assert!(map.len() == 1, "only $b is visible");
+    assert_eq!(map.next_deadline(), Some(clock.at(2_000)));
+    let _ = map.handle_timeout(clock.at(2_000));
+    assert_eq!(map.next_deadline(), Some(clock.at(3_000)));
+    let _ = map.handle_timeout(clock.at(7_999));
+    assert_eq!(map.next_deadline(), None);
+    assert_eq!(map.candidate_count(), 0);
 }
 
 #[test]
@@ -542,30 +648,40 @@ fn the_per_sender_cap_evicts_the_lowest_ranked_first() {
 }
 
 #[test]
-fn the_per_room_caps_evict_across_senders() {
+fn the_per_room_caps_cut_the_heaviest_sender() {
+    const CAROL: &str = "@carol:example.org";
     let clock = Clock::new();
     let now = clock.at(0);
     let mut map = StickyMap::new(Limits {
-        per_room: 2,
+        per_room: 3,
         ..Limits::default()
     });
-    let _ = map.handle_event(make(&clock, 0, "a", ALICE, Some("k"), -3_000, HOUR), now);
-    let _ = map.handle_event(make(&clock, 0, "b", BOB, Some("k"), -2_000, HOUR), now);
-    let changes = map.handle_event(
-        make(
-            &clock,
-            0,
-            "c",
-            "@carol:example.org",
-            Some("k"),
-            -1_000,
-            HOUR,
-        ),
-        now,
-    );
+    let _ = map.handle_event(make(&clock, 0, "a", ALICE, Some("k"), -9_000, HOUR), now);
+    let _ = map.handle_event(make(&clock, 0, "b1", BOB, Some("k1"), -3_000, HOUR), now);
+    let _ = map.handle_event(make(&clock, 0, "b2", BOB, Some("k2"), -2_000, HOUR), now);
+    // Over the count cap: Bob holds the most candidates, his lowest goes, not Alice's older one.
+    let changes = map.handle_event(make(&clock, 0, "c", CAROL, Some("k"), -1_000, HOUR), now);
     assert!(
         matches!(&changes[..], [Change::Added(_), Change::Removed { reason: RemovalReason::Evicted, old }]
-        if old.meta.event_id == "$a")
+        if old.meta.event_id == "$b1")
+    );
+    // Now one each: the tie goes by weight, then by the greater user ID. Carol and Alice weigh
+    // the same (their IDs have the same length) and Carol's ID is greater: a new event of
+    // Carol's ranking below her other one would be the first to go, so it is not inserted.
+    assert!(
+        map.handle_event(make(&clock, 0, "c0", CAROL, Some("j"), -5_000, HOUR), now)
+            .is_empty()
+    );
+    assert!(!map.contains_event(&owned_event_id!("$c0")));
+    // A newer one of hers gets in, and her older one goes.
+    let changes = map.handle_event(make(&clock, 0, "c2", CAROL, Some("j"), 0, HOUR), now);
+    assert!(
+        matches!(&changes[..], [Change::Added(_), Change::Removed { reason: RemovalReason::Evicted, old }]
+        if old.meta.event_id == "$c")
+    );
+    assert!(
+        map.get(&key(ALICE, "k")).is_some(),
+        "the oldest entry stays"
     );
     // Another room has its own budget.
     let mut other = event_json("d", ALICE, Some("k"), -5_000);
@@ -582,9 +698,9 @@ fn the_per_room_caps_evict_across_senders() {
         panic!("expected a sticky event");
     };
     assert_eq!(map.handle_event(other, now).len(), 1);
-    assert_eq!(map.len(), 3);
+    assert_eq!(map.len(), 4);
 
-    // The byte budget: room for about two small events.
+    // The byte budget, one sender: room for about two small events; the lowest goes.
     let small = make(&clock, 0, "s1", ALICE, Some("s1"), -3_000, HOUR);
     let budget = 2 * Limits::weight(&small) + 10;
     let mut map = StickyMap::new(Limits {
@@ -606,6 +722,28 @@ fn the_per_room_caps_evict_across_senders() {
             .is_empty()
     );
     assert_eq!(map.candidate_count(), 2);
+    // An event of a second sender, heavier than Alice's two: with it Bob would be the
+    // heaviest sender and it his lowest-ranked candidate, so it is not inserted ...
+    let alice = map.sender_usage(&room_a(), &owned_user_id!("@alice:example.org"));
+    assert_eq!(alice.candidates, 2);
+    let mut heavy = event_json("heavy", BOB, Some("h"), 5_000);
+    set(&mut heavy, "/content/pad", json!(""));
+    let unpadded = Limits::weight(&sticky(&heavy, clock.receipt(0)));
+    set(
+        &mut heavy,
+        "/content/pad",
+        json!("x".repeat(alice.bytes + 5 - unpadded)),
+    );
+    let heavy = sticky(&heavy, clock.receipt(0));
+    assert_eq!(Limits::weight(&heavy), alice.bytes + 5);
+    assert!(Limits::weight(&heavy) <= budget);
+    assert!(map.handle_event(heavy, now).is_empty());
+    // ... while a small one of his is, and Alice (the heaviest) pays.
+    let changes = map.handle_event(make(&clock, 0, "b", BOB, Some("b"), -9_000, HOUR), now);
+    assert!(
+        matches!(&changes[..], [Change::Added(_), Change::Removed { reason: RemovalReason::Evicted, old }]
+        if old.meta.event_id == "$s2")
+    );
 }
 
 #[test]

@@ -1,8 +1,9 @@
-//! Snapshots: absolute wall-clock deadlines, restore after time passed, merging.
+//! Snapshots: absolute wall-clock deadlines, restore after time passed, merging, tombstones,
+//! the format before tombstones.
 use std::time::Duration;
 
 use matrix_sticky_events::{
-    Change, EventOrigin, Limits, Snapshot, SnapshotError, StickyEvent, StickyMap,
+    Change, EventOrigin, Limits, RemovalReason, Snapshot, SnapshotError, StickyEvent, StickyMap,
 };
 use ruma_common::{OwnedDeviceId, owned_event_id};
 use serde_json::json;
@@ -226,5 +227,153 @@ fn unknown_versions_and_bad_entries() {
         restored
             .candidates()
             .all(|e| e.meta.expires_at <= clock.at(0) + Duration::from_millis(HOUR))
+    );
+}
+
+#[test]
+fn tombstones_survive_a_restore_and_keep_their_key_removed() {
+    let clock = Clock::new();
+    let now = clock.at(0);
+    let mut map = StickyMap::default();
+    let join = make(&clock, 0, "join", ALICE, Some("m"), -60_000, HOUR);
+    let rejoin = make(&clock, 0, "rejoin", ALICE, Some("m"), -1_000, 40_000);
+    let _ = map.handle_events([join.clone(), rejoin.clone()], now);
+    let _ = map.handle_redaction(&room_a(), &owned_event_id!("$rejoin"), now);
+    assert!(map.is_empty());
+    let snapshot = map.snapshot(now, T0_WALL);
+    let stored = serde_json::to_value(&snapshot).expect("json");
+    let tombstone = stored["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .find(|e| e["event_id"] == "$rejoin")
+        .expect("the tombstone is stored");
+    assert_eq!(tombstone["content"], "{}");
+    assert_eq!(tombstone["redacted_key"], "m");
+    // Ordinary candidates carry no `redacted_key`.
+    assert!(
+        stored["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter(|e| e["event_id"] != "$rejoin")
+            .all(|e| e.get("redacted_key").is_none())
+    );
+
+    // Restored, the key stays removed: the tombstone is back with its rank and deadline, the
+    // redaction is still remembered, and neither event can bring a value back.
+    let later = Clock::new();
+    let mut restored =
+        StickyMap::from_snapshot(Limits::default(), &snapshot, later.at(0), T0_WALL + 1_000)
+            .expect("valid");
+    assert!(restored.is_empty());
+    assert_eq!(restored.candidate_count(), 2);
+    let key = rejoin.map_key().expect("keyed");
+    let winner = restored.winner(&key).expect("the tombstone");
+    assert_eq!(winner.meta.event_id, "$rejoin");
+    assert!(winner.key_only);
+    assert_eq!(winner.content.get(), "{}");
+    assert_eq!(winner.meta.expires_at, later.at(39_000));
+    assert!(restored.is_redacted(&room_a(), &owned_event_id!("$rejoin")));
+    assert!(restored.handle_event(join, later.at(0)).is_empty());
+    assert!(
+        restored
+            .handle_event(rejoin.clone(), later.at(0))
+            .is_empty()
+    );
+    assert!(restored.get(&key).is_none());
+    // The same without the remembered redaction (forgotten, or a map that remembers none): the
+    // tombstone alone keeps the key removed.
+    let mut bare = stored.clone();
+    bare["redactions"] = json!([]);
+    let bare: Snapshot = serde_json::from_value(bare).expect("same shape");
+    let mut restored = StickyMap::from_snapshot(
+        Limits {
+            remembered_redactions: 0,
+            ..Limits::default()
+        },
+        &bare,
+        later.at(0),
+        T0_WALL + 1_000,
+    )
+    .expect("valid");
+    assert!(
+        restored
+            .handle_event(rejoin.clone(), later.at(0))
+            .is_empty()
+    );
+    assert!(restored.get(&key).is_none());
+    // Merged into a live map that holds the unredacted event, the tombstone redacts it.
+    let mut live = StickyMap::default();
+    let _ = live.handle_event(rejoin, now);
+    let changes = live.restore(&bare, now, T0_WALL).expect("valid");
+    assert!(
+        changes.iter().any(|c| matches!(c, Change::Removed { old, reason: RemovalReason::Redacted } if old.meta.event_id == "$rejoin"))
+    );
+    assert!(live.get(&key).is_none());
+    // A tombstone whose content is not `{}` is a corrupted entry, skipped like any other.
+    let mut tampered = stored;
+    for event in tampered["events"].as_array_mut().expect("events") {
+        if event["event_id"] == "$rejoin" {
+            event["content"] = json!(r#"{"body":"back"}"#);
+        }
+    }
+    let tampered: Snapshot = serde_json::from_value(tampered).expect("same shape");
+    let restored =
+        StickyMap::from_snapshot(Limits::default(), &tampered, later.at(0), T0_WALL + 1_000)
+            .expect("valid");
+    assert!(!restored.contains_event(&owned_event_id!("$rejoin")));
+}
+
+#[test]
+fn snapshots_written_before_tombstones_still_read() {
+    // The format as written before tombstones existed: no `redacted_key` anywhere.
+    let stored = json!({
+        "version": 1,
+        "events": [
+            {
+                "room_id": "!a:example.org", "event_id": "$old", "sender": ALICE,
+                "origin_server_ts": T0_WALL - 5_000, "duration_ms": HOUR,
+                "expires_wall_ms": T0_WALL + 10_000, "event_type": "org.example.sticky",
+                "content": r#"{"body":"old","msc4354_sticky_key":"k"}"#,
+            },
+            {
+                "room_id": "!a:example.org", "event_id": "$gone", "sender": ALICE,
+                "origin_server_ts": T0_WALL - 1_000, "duration_ms": HOUR,
+                "expires_wall_ms": T0_WALL + 20_000, "event_type": "org.example.sticky",
+                "content": r#"{"msc4354_sticky_key":"g"}"#, "encrypted": "DEV",
+            },
+        ],
+        "redactions": [
+            { "room_id": "!a:example.org", "event_id": "$was", "forget_wall_ms": T0_WALL + HOUR },
+        ],
+    });
+    let snapshot: Snapshot = serde_json::from_value(stored).expect("old shape");
+    let clock = Clock::new();
+    let map = StickyMap::from_snapshot(Limits::default(), &snapshot, clock.at(0), T0_WALL)
+        .expect("valid");
+    assert_eq!(map.candidate_count(), 2);
+    assert_eq!(map.len(), 1);
+    assert!(map.is_redacted(&room_a(), &owned_event_id!("$was")));
+    let marker = map
+        .candidates()
+        .find(|e| e.meta.event_id == "$gone")
+        .expect("restored");
+    assert!(marker.key_only);
+    assert_eq!(marker.sticky_key.as_deref(), Some("g"));
+    assert_eq!(
+        marker.origin,
+        EventOrigin::Encrypted {
+            sender_device: Some(OwnedDeviceId::from("DEV"))
+        }
+    );
+    // Written again, it has the same shape (no tombstone, so no `redacted_key`).
+    let again = serde_json::to_value(map.snapshot(clock.at(0), T0_WALL)).expect("json");
+    assert!(
+        again["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .all(|e| e.get("redacted_key").is_none())
     );
 }
