@@ -341,12 +341,14 @@ impl RtcMembership {
             self.ignored.remove(user_id)
         };
         if changed {
-            let rooms: Vec<OwnedRoomId> = self
+            let mut rooms: Vec<OwnedRoomId> = self
                 .rooms
                 .iter()
                 .filter(|(_, room)| room.by_sender.contains_key(user_id))
                 .map(|(room_id, _)| room_id.clone())
                 .collect();
+            // The same input gives the same output order.
+            rooms.sort();
             for room_id in rooms {
                 self.refilter_sender(&room_id, user_id, &mut out);
             }
@@ -479,6 +481,49 @@ impl RtcMembership {
             slot_id,
             slot,
         })
+    }
+
+    /// The participants of `slot_id` in `room_id` as shared values, oldest first (by
+    /// [`Participant::cmp_by_age`]).
+    pub fn shared_participants<'a>(
+        &'a self,
+        room_id: &RoomId,
+        slot_id: &str,
+    ) -> impl DoubleEndedIterator<Item = &'a Arc<Participant>> + 'a {
+        self.rooms
+            .get(room_id)
+            .and_then(|room| room.slots.get(slot_id))
+            .into_iter()
+            .flat_map(|slot| slot.roster.iter_shared())
+    }
+
+    /// Whether the member `(user_id, device_id, member_id)` is a visible participant of
+    /// `slot_id` in `room_id` now. Cost: the memberships of that one device.
+    pub fn is_visible(
+        &self,
+        room_id: &RoomId,
+        slot_id: &str,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        member_id: &str,
+    ) -> bool {
+        self.rooms
+            .get(room_id)
+            .and_then(|room| room.slots.get(slot_id))
+            .and_then(|slot| slot.groups.get(user_id))
+            .and_then(|devices| devices.get(device_id))
+            .is_some_and(|group| {
+                group
+                    .visible
+                    .iter()
+                    .any(|(participant, _)| participant.0.member_id == member_id)
+            })
+    }
+
+    /// Whether `room_id` is encrypted, as last told with
+    /// [`set_room_encrypted`](Self::set_room_encrypted).
+    pub fn is_room_encrypted(&self, room_id: &RoomId) -> bool {
+        self.rooms.get(room_id).is_some_and(|room| room.encrypted)
     }
 
     /// The participants of `slot_id` in `room_id`, oldest first.
@@ -679,6 +724,9 @@ impl RtcMembership {
                     .map(move |device_id| (user_id.clone(), device_id.clone()))
             })
             .collect();
+        // The same input gives the same output order.
+        let mut groups = groups;
+        groups.sort();
         for (user_id, device_id) in groups {
             self.recompute(
                 room_id,

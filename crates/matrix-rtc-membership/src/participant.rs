@@ -1,5 +1,5 @@
 //! A participant of a session: one valid, visible membership of one device.
-use std::fmt;
+use std::{cmp::Ordering, fmt};
 
 use ruma_common::{OwnedDeviceId, OwnedEventId, OwnedRoomId, OwnedUserId};
 
@@ -103,6 +103,39 @@ pub struct Participant {
 }
 
 impl Participant {
+    /// The one order of a slot's participants: oldest first, by
+    /// `(created_ts, user_id, device_id, member_id)`. Within one slot the tuple is unique (one
+    /// participant per member ID and device), so the order is total. Every list of
+    /// participants this workspace publishes is sorted by it.
+    ///
+    /// ```
+    /// # use std::cmp::Ordering;
+    /// # fn check(older: &matrix_rtc_membership::Participant, newer: &matrix_rtc_membership::Participant) {
+    /// assert_eq!(older.cmp_by_age(newer), Ordering::Less);
+    /// # }
+    /// ```
+    pub fn cmp_by_age(&self, other: &Self) -> Ordering {
+        self.age_key().cmp(&other.age_key())
+    }
+
+    /// The key [`cmp_by_age`](Self::cmp_by_age) compares.
+    fn age_key(&self) -> (u64, &str, &str, &str) {
+        (
+            self.created_ts,
+            self.user_id.as_str(),
+            self.device_id.as_str(),
+            &self.member_id,
+        )
+    }
+
+    /// Whether both are the same member of a slot: same user, device and member ID (the
+    /// event carrying it may differ, e.g. after a refresh).
+    pub fn is_same_member(&self, other: &Self) -> bool {
+        self.member_id == other.member_id
+            && self.device_id == other.device_id
+            && self.user_id == other.user_id
+    }
+
     /// The transport this member publishes on: the first supported one it lists
     /// (unknown transport types are never selected). For the transport to *subscribe*
     /// to, which for legacy `oldest_membership` calls is another member's, see

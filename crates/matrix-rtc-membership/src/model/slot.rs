@@ -10,28 +10,14 @@ use ruma_common::{OwnedDeviceId, OwnedUserId};
 use super::EntryKey;
 use crate::{CallIntent, Participant};
 
-/// A participant ordered oldest first: by `(created_ts, user_id, device_id, member_id)`.
-///
-/// Within one slot that tuple is unique (one participant per member ID and device), so the
-/// order is total; the key is the participant itself, so cloning it costs a reference count.
+/// A participant ordered oldest first, by [`Participant::cmp_by_age`] (the one order of
+/// participants in this workspace); cloning it costs a reference count.
 #[derive(Debug, Clone)]
 pub(crate) struct ByAge(pub(crate) Arc<Participant>);
 
-impl ByAge {
-    fn key(&self) -> (u64, &str, &str, &str) {
-        let p = &*self.0;
-        (
-            p.created_ts,
-            p.user_id.as_str(),
-            p.device_id.as_str(),
-            &p.member_id,
-        )
-    }
-}
-
 impl PartialEq for ByAge {
     fn eq(&self, other: &Self) -> bool {
-        self.key() == other.key()
+        self.cmp(other) == Ordering::Equal
     }
 }
 
@@ -45,7 +31,7 @@ impl PartialOrd for ByAge {
 
 impl Ord for ByAge {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.key().cmp(&other.key())
+        self.0.cmp_by_age(&other.0)
     }
 }
 
@@ -115,5 +101,10 @@ impl Roster {
     /// The participants, oldest first.
     pub(crate) fn iter(&self) -> impl DoubleEndedIterator<Item = &Participant> + '_ {
         self.order.iter().map(|participant| &*participant.0)
+    }
+
+    /// The participants as shared, oldest first.
+    pub(crate) fn iter_shared(&self) -> impl DoubleEndedIterator<Item = &Arc<Participant>> + '_ {
+        self.order.iter().map(|participant| &participant.0)
     }
 }

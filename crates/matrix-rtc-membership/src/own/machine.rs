@@ -13,7 +13,8 @@ use tracing::{debug, trace, warn};
 use super::{
     config::{JoinConfig, OwnMembershipConfig, ServerCapabilities},
     request::{
-        OwnAction, OwnRequest, OwnRequestKind, RequestId, RequestOutcome, Transient, TxnId, Verdict,
+        DelayId, OwnAction, OwnRequest, OwnRequestKind, RequestId, RequestOutcome, Transient, TxnId,
+        Verdict,
     },
     retry::RetryBook,
     state::{
@@ -231,6 +232,26 @@ impl OwnMembership {
     /// Our member id while joining, joined or leaving.
     pub fn member_id(&self) -> Option<&str> {
         self.session().map(|s| s.member_id.as_str())
+    }
+
+    /// The delayed leave of ours the server may hold right now: the armed one (also while
+    /// it is being restarted, sent or cancelled), else one left over from an earlier session.
+    /// This is what to persist, so that a restarted app can send it at once. A secret: never
+    /// log it.
+    pub fn delay_id(&self) -> Option<&DelayId> {
+        let armed = match &self.switch {
+            Switch::AwaitRestartDue(armed)
+            | Switch::AwaitRestarted(armed, _)
+            | Switch::AwaitSent(armed, _) => Some(&armed.delay_id),
+            Switch::AwaitCancelled(cancelling) | Switch::AwaitRearmCancelled(cancelling) => {
+                Some(&cancelling.target.delay_id)
+            }
+            Switch::Off | Switch::AwaitScheduled(_) | Switch::Unavailable(_) => None,
+        };
+        armed.or(match &self.leftover {
+            Some(Leftover::Known(armed)) => Some(&armed.delay_id),
+            Some(Leftover::Unresolved(_)) | None => None,
+        })
     }
 
     /// The current status (as of the latest input).

@@ -49,7 +49,7 @@ impl fmt::Display for TxnId {
 /// The opaque id of a scheduled delayed event (MSC4140 `delay_id`).
 ///
 /// Anyone holding it can send, restart or cancel the event on some servers, so treat it as a
-/// secret: its `Debug` output shows only the first four characters, and it has no `Display`.
+/// secret: its `Debug` output shows none of it, and it has no `Display`.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct DelayId(String);
 
@@ -72,8 +72,7 @@ impl DelayId {
 
 impl fmt::Debug for DelayId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let prefix: String = self.0.chars().take(4).collect();
-        write!(f, "DelayId({prefix}…)")
+        f.write_str("DelayId(<redacted>)")
     }
 }
 
