@@ -1,0 +1,78 @@
+//! Why something did not count: [`Diagnostic`].
+use matrix_sticky_events::Rejection;
+use ruma_common::{OwnedEventId, OwnedRoomId, OwnedUserId};
+
+/// Which cap dropped something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Cap {
+    /// The sticky map's caps (per sender, or per room where the sender using the most is cut
+    /// first).
+    StickyMap,
+    /// Parked envelopes per (room, sender).
+    ParkedPerSender,
+    /// Parked envelopes per room (the sender holding the most loses one).
+    ParkedPerRoom,
+    /// Parked envelopes in all (the room holding the most loses one).
+    ParkedTotal,
+}
+
+/// Why an event did not count, or what was dropped: visible to the app, never fatal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Diagnostic {
+    /// A sticky event was rejected by the sticky-event layer (malformed or not sticky).
+    Sticky {
+        /// Room it arrived in.
+        room_id: OwnedRoomId,
+        /// The event, when it had a readable ID.
+        event_id: Option<OwnedEventId>,
+        /// Why it was rejected.
+        rejection: Rejection,
+    },
+    /// A part of a side-connection response could not be read (a room, or the envelope);
+    /// the rest of the response counted.
+    MalformedBatch {
+        /// The room key as sent, when the defect is about one room.
+        room: Option<String>,
+        /// What was wrong.
+        rejection: Rejection,
+    },
+    /// A membership event was rejected, ignored or flagged by the membership model.
+    Membership(matrix_rtc_membership::Diagnostic),
+    /// An encrypted sticky event could not be decrypted yet: its room key has not arrived.
+    /// It is kept, and enters the call with its original timing once the key arrives (or is
+    /// dropped when it expires first). Reported once per event.
+    AwaitingRoomKey {
+        /// Room it arrived in.
+        room_id: OwnedRoomId,
+        /// The encrypted event.
+        event_id: OwnedEventId,
+        /// Its sender.
+        sender: OwnedUserId,
+    },
+    /// A cap dropped events of this sender (reported at the 1st, 10th, 100th, … drop per
+    /// room, sender and cap, so a flood costs a handful of diagnostics).
+    Capped {
+        /// Room.
+        room_id: OwnedRoomId,
+        /// The sender whose events were dropped.
+        sender: OwnedUserId,
+        /// Which cap.
+        cap: Cap,
+        /// Drops of this sender under this cap so far.
+        dropped: u64,
+    },
+}
+
+impl Diagnostic {
+    /// The event this diagnostic is about, when it had a readable ID.
+    pub fn event_id(&self) -> Option<&OwnedEventId> {
+        match self {
+            Self::Sticky { event_id, .. } => event_id.as_ref(),
+            Self::Membership(diagnostic) => diagnostic.event_id.as_ref(),
+            Self::AwaitingRoomKey { event_id, .. } => Some(event_id),
+            Self::MalformedBatch { .. } | Self::Capped { .. } => None,
+        }
+    }
+}

@@ -1,0 +1,2 @@
+//! Tests of the machine crate.
+mod scenarios;

@@ -1,0 +1,6 @@
+//! Deterministic scenarios of one `RtcMachine`: each defect of the old async driver, and each
+//! bound against a hostile room member, with a test of its own.
+mod bounds;
+mod defects;
+mod hold;
+mod support;
