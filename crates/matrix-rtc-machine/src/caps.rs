@@ -16,7 +16,12 @@ pub(crate) struct CapCounters {
 
 impl CapCounters {
     /// Counts one drop; returns the diagnostic when this count is to be reported.
-    pub(crate) fn count(&mut self, room_id: &RoomId, sender: &UserId, cap: Cap) -> Option<Diagnostic> {
+    pub(crate) fn count(
+        &mut self,
+        room_id: &RoomId,
+        sender: &UserId,
+        cap: Cap,
+    ) -> Option<Diagnostic> {
         if self.counts.len() >= MAX_COUNTERS {
             self.counts.clear();
         }

@@ -98,7 +98,11 @@ pub struct MachineConfig {
 impl MachineConfig {
     /// The defaults for our `user_id` and `device_id`, with HTTP transaction IDs starting with
     /// `txn_prefix` (draw it at random for every run).
-    pub fn new(user_id: OwnedUserId, device_id: OwnedDeviceId, txn_prefix: impl Into<String>) -> Self {
+    pub fn new(
+        user_id: OwnedUserId,
+        device_id: OwnedDeviceId,
+        txn_prefix: impl Into<String>,
+    ) -> Self {
         Self {
             user_id,
             device_id,

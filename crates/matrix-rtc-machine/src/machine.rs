@@ -12,8 +12,8 @@ use ruma_common::{OwnedEventId, OwnedRoomId, RoomId};
 use tracing::{debug, trace};
 
 use crate::{
-    CallId, Cap, Diagnostic, EventRoute, JoinFailure, JoinParams, MachineConfig, OwnCallRecords,
-    Outcome, Request, RequestId, RequestKind, Update,
+    CallId, Cap, Diagnostic, EventRoute, JoinFailure, JoinParams, MachineConfig, Outcome,
+    OwnCallRecords, Request, RequestId, RequestKind, Update,
     caps::CapCounters,
     devices::DeviceChecks,
     io::{Io, Pending},
@@ -317,7 +317,13 @@ impl RtcMachine {
     /// sticky member events, redactions and encrypted envelopes, legacy call member and slot
     /// state, `m.room.member` and `m.room.encryption`. Other events are ignored (see
     /// [`EventRoute::of`] to skip them before they reach the machine).
-    pub fn handle_room_event(&mut self, room_id: &RoomId, raw: &str, receipt: Receipt, now: Instant) {
+    pub fn handle_room_event(
+        &mut self,
+        room_id: &RoomId,
+        raw: &str,
+        receipt: Receipt,
+        now: Instant,
+    ) {
         let now = self.clock(now);
         match EventRoute::of(raw) {
             EventRoute::Sticky => {
@@ -413,8 +419,11 @@ impl RtcMachine {
                     }
                     other => {
                         trace!(room = %room_id, ?other, "member query failed; asking again later");
-                        self.members
-                            .retry_at(now + self.config.member_query_retry, room_id, user_id);
+                        self.members.retry_at(
+                            now + self.config.member_query_retry,
+                            room_id,
+                            user_id,
+                        );
                     }
                 }
             }
@@ -464,9 +473,16 @@ impl RtcMachine {
     ///
     /// [`JoinFailure::AlreadyJoined`] when we are joining or joined as another member, and
     /// [`JoinFailure::EmptyMemberId`]; a refused join changes nothing.
-    pub fn join(&mut self, call: &CallId, params: JoinParams, now: Instant) -> Result<(), JoinFailure> {
+    pub fn join(
+        &mut self,
+        call: &CallId,
+        params: JoinParams,
+        now: Instant,
+    ) -> Result<(), JoinFailure> {
         let now = self.clock(now);
-        let result = self.own.join(call, params, &self.config.own_membership, now);
+        let result = self
+            .own
+            .join(call, params, &self.config.own_membership, now);
         self.drive(now);
         result
     }
@@ -545,10 +561,12 @@ impl RtcMachine {
 
     fn insert_sticky(&mut self, event: StickyEvent, now: Instant) {
         let meta = &event.meta;
-        let (room_id, event_id, sender) =
-            (meta.room_id.clone(), meta.event_id.clone(), meta.sender.clone());
-        let known =
-            self.map.contains_event(&event_id) || self.map.is_redacted(&room_id, &event_id);
+        let (room_id, event_id, sender) = (
+            meta.room_id.clone(),
+            meta.event_id.clone(),
+            meta.sender.clone(),
+        );
+        let known = self.map.contains_event(&event_id) || self.map.is_redacted(&room_id, &event_id);
         let expired = meta.is_expired(now);
         let changes = self.map.handle_event(event, now);
         if !known && !expired && !self.map.contains_event(&event_id) {
@@ -649,8 +667,13 @@ impl RtcMachine {
     fn drive(&mut self, now: Instant) {
         self.publisher.flush(&mut self.updates);
         let mut own_updates = Vec::new();
-        self.own
-            .drive(&self.model, &self.identity, &mut self.io, &mut own_updates, now);
+        self.own.drive(
+            &self.model,
+            &self.identity,
+            &mut self.io,
+            &mut own_updates,
+            now,
+        );
         // Periodic checks for new devices while we are in a call (and can encrypt).
         let joined = self.config.can_encrypt && !self.own.joined_rooms().is_empty();
         match (joined, self.devices.periodic_at) {
@@ -707,7 +730,10 @@ impl RtcMachine {
     }
 
     fn refresh_timers(&mut self, now: Instant) {
-        let retry = match (self.parked.has_waiting(), self.timers.get(Timer::ParkedRetry)) {
+        let retry = match (
+            self.parked.has_waiting(),
+            self.timers.get(Timer::ParkedRetry),
+        ) {
             (false, _) => None,
             (true, None) => Some(now + self.config.parked_retry_interval),
             (true, Some(at)) => Some(at),

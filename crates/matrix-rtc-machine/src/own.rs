@@ -208,7 +208,10 @@ impl OwnCalls {
             own.machine = OwnMembership::new(call.slot_id(), timings);
         }
         // Refusals change nothing: the content is kept only once the machine took the join.
-        match own.machine.join(JoinConfig::new(member_id, params.capabilities), now) {
+        match own
+            .machine
+            .join(JoinConfig::new(member_id, params.capabilities), now)
+        {
             Ok(()) => {
                 own.remember(params.content);
                 own.join_pending = true;

@@ -291,7 +291,11 @@ impl Parked {
         }
     }
 
-    fn first_expiring(&self, room_id: &RoomId, sender: &OwnedUserId) -> Option<(Instant, OwnedEventId)> {
+    fn first_expiring(
+        &self,
+        room_id: &RoomId,
+        sender: &OwnedUserId,
+    ) -> Option<(Instant, OwnedEventId)> {
         self.by_sender
             .get(&(room_id.to_owned(), sender.clone()))?
             .first()

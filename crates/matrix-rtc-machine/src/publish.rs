@@ -220,7 +220,9 @@ impl Publisher {
         match list.binary_search_by(|probe| probe.cmp_by_age(participant)) {
             Ok(index) if list[index].is_same_member(participant) => Some(index),
             // The ordering key moved (it should not): look for the member itself.
-            _ => list.iter().position(|probe| probe.is_same_member(participant)),
+            _ => list
+                .iter()
+                .position(|probe| probe.is_same_member(participant)),
         }
     }
 

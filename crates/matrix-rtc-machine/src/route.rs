@@ -83,5 +83,8 @@ pub(crate) fn room_member(raw: &str) -> Option<(OwnedUserId, bool)> {
     }
     let member = serde_json::from_str::<Member<'_>>(raw).ok()?;
     let user_id = OwnedUserId::try_from(member.state_key).ok()?;
-    Some((user_id, member.content.membership == Some(wire::MEMBERSHIP_JOIN)))
+    Some((
+        user_id,
+        member.content.membership == Some(wire::MEMBERSHIP_JOIN),
+    ))
 }

@@ -22,6 +22,9 @@ pub(crate) fn is_call_state_type(event_type: &str) -> bool {
 pub(crate) fn is_sticky_candidate_type(event_type: &str) -> bool {
     matches!(
         event_type,
-        rtc::RTC_MEMBER | rtc::RTC_MEMBER_UNSTABLE | sticky::ROOM_REDACTION | sticky::ROOM_ENCRYPTED
+        rtc::RTC_MEMBER
+            | rtc::RTC_MEMBER_UNSTABLE
+            | sticky::ROOM_REDACTION
+            | sticky::ROOM_ENCRYPTED
     )
 }

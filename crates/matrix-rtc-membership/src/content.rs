@@ -1,4 +1,4 @@
-//! Outbound member content: what today's clients read (`protocol.md` §5.4, §5.6).
+//! Outbound member content: what today's clients read (`docs/protocol.md` §5.4, §5.6).
 use ruma_common::{OwnedDeviceId, OwnedUserId};
 use serde_json::Value;
 
@@ -35,7 +35,7 @@ pub struct MembershipContent {
     pub application: String,
     /// `m.call.intent`, if any.
     pub call_intent: Option<CallIntent>,
-    /// Member ID: a fresh UUIDv4 per user-initiated join (`protocol.md` §5.6).
+    /// Member ID: a fresh UUIDv4 per user-initiated join (`docs/protocol.md` §5.6).
     pub member_id: String,
     /// Our user.
     pub user_id: OwnedUserId,

@@ -3,7 +3,7 @@ use ruma_common::{OwnedEventId, OwnedRoomId, OwnedUserId};
 
 /// Why a membership event was rejected, ignored or flagged.
 ///
-/// Each variant names the rule of `protocol.md` §5.5/§5.8 that the event broke. Most hide
+/// Each variant names the rule of `docs/protocol.md` §5.5/§5.8 that the event broke. Most hide
 /// the member ([`RejectReason::hides_member`]); [`RejectReason::DeviceMismatch`] and
 /// [`RejectReason::TransportsInvalid`] only flag it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, thiserror::Error)]

@@ -1,4 +1,4 @@
-//! LiveKit participant identities (`protocol.md` §5.11).
+//! LiveKit participant identities (`docs/protocol.md` §5.11).
 use base64::{Engine as _, engine::general_purpose::STANDARD_NO_PAD};
 use sha2::{Digest, Sha256};
 

@@ -14,7 +14,7 @@
 //!
 //! # The membership model
 //!
-//! [`RtcMembership`] reads every membership format peers send today (`protocol.md` §5):
+//! [`RtcMembership`] reads every membership format peers send today (`docs/protocol.md` §5):
 //!
 //! * **A**: sticky `m.rtc.member` in the newest MSC4143 shape (`member.membership`);
 //! * **B**: sticky `org.matrix.msc4143.rtc.member` as matrix-js-sdk sends it, both the
@@ -23,7 +23,7 @@
 //!   shape; identity comes from the sender and `content.device_id`, never the state key;
 //! * **D** (per-user `memberships` arrays) is recognised and ignored with a diagnostic.
 //!
-//! Each membership passes the validity checklist of `protocol.md` §5.8 at read time: the
+//! Each membership passes the validity checklist of `docs/protocol.md` §5.8 at read time: the
 //! claimed user is the sender, the sticky key is `member.id`, the slot matches the
 //! application, a plaintext join never counts in an encrypted room (a plaintext leave is a
 //! leave), the sender is joined to the room and not ignored. Every rejection is reported as

@@ -83,7 +83,7 @@ struct Room {
     closed_slots: HashSet<String>,
 }
 
-/// The read-time filters of a room (`protocol.md` §5.8 rules 5, 6, 8, 9).
+/// The read-time filters of a room (`docs/protocol.md` §5.8 rules 5, 6, 8, 9).
 struct Filters<'a> {
     encrypted: bool,
     members: &'a HashMap<OwnedUserId, bool>,
@@ -925,7 +925,7 @@ fn new_entry(
             && old.slot_id == join.slot_id
     });
     let created_ts = match same_member {
-        // A sticky member keeps its first creation time across refreshes (protocol.md §9.5).
+        // A sticky member keeps its first creation time across refreshes (docs/protocol.md §9.5).
         Some(old) if join.format.is_sticky() => join.created_ts.min(old.created_ts),
         _ => join.created_ts,
     };

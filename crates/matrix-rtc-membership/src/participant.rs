@@ -5,7 +5,7 @@ use ruma_common::{OwnedDeviceId, OwnedEventId, OwnedRoomId, OwnedUserId};
 
 use crate::{FocusSelection, Transport, field::Truncated, wire};
 
-/// Which wire format a membership was read from (`protocol.md` §5.1).
+/// Which wire format a membership was read from (`docs/protocol.md` §5.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum MembershipFormat {
@@ -57,7 +57,7 @@ impl CallIntent {
 }
 
 /// One device taking part in a session: a membership that passed every validity rule of
-/// `protocol.md` §5.8 and is currently visible.
+/// `docs/protocol.md` §5.8 and is currently visible.
 ///
 /// Participants of a slot are keyed by `(user_id, device_id, member_id)` and ordered oldest
 /// first by `(created_ts, user_id, device_id, member_id)`.
@@ -91,13 +91,13 @@ pub struct Participant {
     pub focus_selection: Option<FocusSelection>,
     /// `m.call.intent`, when given.
     pub call_intent: Option<CallIntent>,
-    /// The member's LiveKit participant identity (`protocol.md` §5.11).
+    /// The member's LiveKit participant identity (`docs/protocol.md` §5.11).
     pub livekit_identity: String,
     /// When the membership stops counting unless refreshed, in ms since the Unix epoch:
     /// the sticky expiry for formats A and B, `created + expires` for format C.
     pub expires_wall_ms: u64,
     /// The device that encrypted the event differs from the claimed device
-    /// (`protocol.md` §5.8). The membership is kept, but should not be trusted for key
+    /// (`docs/protocol.md` §5.8). The membership is kept, but should not be trusted for key
     /// exchange.
     pub suspicious: bool,
 }

@@ -138,7 +138,7 @@ impl<'a> Session<'a> {
         self.slot.roster.consensus_intent()
     }
 
-    /// The transport to subscribe to for `participant`'s media (`protocol.md` §5.10):
+    /// The transport to subscribe to for `participant`'s media (`docs/protocol.md` §5.10):
     /// its own transport, except for legacy members in `oldest_membership` mode, who all
     /// use the transport of the oldest participant that publishes a supported one.
     pub fn transport_for(&self, participant: &'a Participant) -> Option<&'a Transport> {

@@ -14,7 +14,7 @@ pub(crate) const MAX_TRANSPORTS: usize = 8;
 /// A media transport (an SFU, called a "focus" in the legacy format).
 ///
 /// Unknown transport types are kept, so that they can be shown and re-published, but are
-/// never selected (`protocol.md` §5.5).
+/// never selected (`docs/protocol.md` §5.5).
 #[derive(Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Transport {

@@ -4,7 +4,7 @@
 //! writes is spelled here and nowhere else. The deserialisation structs are deliberately
 //! shallow: each field is captured as raw JSON first, so one field of the wrong type costs
 //! only that field, and the model can say which rule an event broke
-//! (`protocol.md` §5.5: a malformed event affects only its own key).
+//! (`docs/protocol.md` §5.5: a malformed event affects only its own key).
 
 use std::borrow::Cow;
 
@@ -284,7 +284,7 @@ pub(crate) struct SlotContent<'a> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Outbound shapes: what today's clients read (protocol.md §5.4 and §5.6).
+// Outbound shapes: what today's clients read (docs/protocol.md §5.4 and §5.6).
 // ---------------------------------------------------------------------------------------------
 
 /// The js-sdk 43 sticky join content, with both sticky key names and no relation.

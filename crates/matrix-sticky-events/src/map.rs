@@ -1,4 +1,4 @@
-//! The ephemeral map of `protocol.md` §4: candidates per key, winners, expiry, redactions,
+//! The ephemeral map of `docs/protocol.md` §4: candidates per key, winners, expiry, redactions,
 //! caps.
 //!
 //! Each room holds its senders, each sender its event types, each type its keyed slots (the

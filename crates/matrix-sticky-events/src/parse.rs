@@ -1,4 +1,4 @@
-//! Parsing raw events: validity, clamping, expiry and the sticky key (`protocol.md` §2, §4.1).
+//! Parsing raw events: validity, clamping, expiry and the sticky key (`docs/protocol.md` §2, §4.1).
 use std::borrow::Cow;
 
 use ruma_common::{EventId, OwnedEventId, RoomId, UserId};
@@ -196,7 +196,7 @@ fn redaction_target(event: &RawEvent<'_>) -> Result<OwnedEventId, Rejection> {
     event_id(raw).ok_or(Rejection::InvalidRedacts)
 }
 
-/// The sticky duration, clamped to one hour (`protocol.md` §2.1).
+/// The sticky duration, clamped to one hour (`docs/protocol.md` §2.1).
 fn sticky_duration(event: &RawEvent<'_>) -> Result<u64, Rejection> {
     let raw = event
         .sticky
@@ -237,7 +237,7 @@ pub(crate) struct ContentInfo {
     pub(crate) key_only: bool,
 }
 
-/// Read the sticky key of a content object (`protocol.md` §4.1) and whether it is key-only.
+/// Read the sticky key of a content object (`docs/protocol.md` §4.1) and whether it is key-only.
 pub(crate) fn content_info(content: &RawValue) -> Result<ContentInfo, Rejection> {
     if !scalar::is_object(content) {
         return Err(Rejection::ContentNotObject);

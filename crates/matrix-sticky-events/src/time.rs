@@ -27,7 +27,7 @@ impl Receipt {
 /// The local deadline of a sticky event, as a monotonic instant and as wall-clock ms.
 ///
 /// With a remaining lifetime `ttl_ms` from the server (already clamped to `1..=1 h`), the
-/// deadline is `receipt + ttl`. Without one, the fallback of `protocol.md` §2.2:
+/// deadline is `receipt + ttl`. Without one, the fallback of `docs/protocol.md` §2.2:
 /// `expires_wall = min(receipt.wall_ms, origin_server_ts) + duration_ms`, so that a timestamp
 /// in the future cannot stretch stickiness.
 pub(crate) fn deadline(

@@ -3,7 +3,7 @@
 //! Every JSON field name, event type and unstable prefix this crate reads or that a sender of
 //! sticky events needs lives here. Readers accept both names wherever two exist (the stable
 //! name is preferred when both are present); senders send the unstable ones today, and for the
-//! content key both (see `protocol.md` §1 and §5.6).
+//! content key both (see `docs/protocol.md` §1 and §5.6).
 //!
 //! The private submodules hold the borrowed serde shapes used by the parser.
 

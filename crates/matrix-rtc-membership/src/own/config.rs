@@ -171,7 +171,7 @@ impl OwnMembershipConfig {
 
 /// What the homeserver supports, as far as our own membership is concerned.
 ///
-/// The driver fills it from `/versions` and `/capabilities` (protocol.md §8) and hands it to
+/// The driver fills it from `/versions` and `/capabilities` (docs/protocol.md §8) and hands it to
 /// [`OwnMembership::join`](crate::OwnMembership::join) (in [`JoinConfig`]) or later to
 /// [`OwnMembership::handle_capabilities`](crate::OwnMembership::handle_capabilities).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,7 +203,7 @@ impl ServerCapabilities {
 pub struct JoinConfig {
     /// Our `member.id` (and sticky key) for this membership. Choose a new one (a UUIDv4) for
     /// each join the user asks for, so that a stale delayed leave of an earlier join can never
-    /// remove the new one (protocol.md §5.6). Automatic re-joins keep it.
+    /// remove the new one (docs/protocol.md §5.6). Automatic re-joins keep it.
     pub member_id: String,
     /// The server's capabilities at join time.
     pub capabilities: ServerCapabilities,

@@ -13,8 +13,8 @@ use tracing::{debug, trace, warn};
 use super::{
     config::{JoinConfig, OwnMembershipConfig, ServerCapabilities},
     request::{
-        DelayId, OwnAction, OwnRequest, OwnRequestKind, RequestId, RequestOutcome, Transient, TxnId,
-        Verdict,
+        DelayId, OwnAction, OwnRequest, OwnRequestKind, RequestId, RequestOutcome, Transient,
+        TxnId, Verdict,
     },
     retry::RetryBook,
     state::{

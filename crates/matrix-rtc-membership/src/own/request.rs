@@ -132,8 +132,8 @@ impl OwnRequest {
 /// driver rather than fall into a catch-all arm.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OwnRequestKind {
-    /// Schedule our leave as a sticky delayed event (protocol.md §6.1–6.2): the leave content of
-    /// §5.6 sent with `org.matrix.msc4140.delay=<delay_ms>` and
+    /// Schedule our leave as a sticky delayed event (docs/protocol.md §6.1–6.2): the leave content of
+    /// docs/protocol.md §5.6 sent with `org.matrix.msc4140.delay=<delay_ms>` and
     /// `org.matrix.msc4354.sticky_duration_ms=<sticky_duration_ms>`. Success carries the
     /// `delay_id`; an answer with an `event_id` and no `delay_id` means the server ignored the
     /// delay (and sent the leave at once).
@@ -145,7 +145,7 @@ pub enum OwnRequestKind {
         /// Sticky duration of the leave once fired.
         sticky_duration_ms: u64,
     },
-    /// Send our join (the member event of §5.6) as a sticky event.
+    /// Send our join (the member event of docs/protocol.md §5.6) as a sticky event.
     SendJoin {
         /// Transaction of this join (the same across its retries).
         txn_id: TxnId,
@@ -175,7 +175,7 @@ pub enum OwnRequestKind {
         /// The delayed leave.
         delay_id: DelayId,
     },
-    /// Send our leave (the leave content of §5.6) directly, as a sticky event.
+    /// Send our leave (the leave content of docs/protocol.md §5.6) directly, as a sticky event.
     SendLeave {
         /// Transaction of this leave (the same across its retries).
         txn_id: TxnId,

@@ -31,7 +31,7 @@ pub(crate) fn classify(
         Outcome::Gone(LeftReason::Rejected(reason))
     };
 
-    // Key-only content is a deletion: a leave (protocol.md §4.3).
+    // Key-only content is a deletion: a leave (docs/protocol.md §4.3).
     if event.key_only {
         return Outcome::Gone(LeftReason::LeaveEvent);
     }

@@ -1,4 +1,4 @@
-//! The captured wire fixtures (`shared/fixtures`), parsed as the real server sent them, with
+//! The captured wire fixtures (`fixtures/`), parsed as the real server sent them, with
 //! "now" pinned to the capture time.
 use std::{
     collections::BTreeSet,

@@ -185,12 +185,9 @@ pub(crate) fn ids_of(view: &BTreeMap<ViewKey, Arc<StickyEvent>>) -> BTreeMap<Vie
         .collect()
 }
 
-/// Path of a file of the shared fixtures (beside the clone).
+/// Path of a file of the captured fixtures (the repository's `fixtures/`).
 pub(crate) fn fixture_path(relative: &str) -> String {
-    format!(
-        "{}/../../../shared/fixtures/{relative}",
-        env!("CARGO_MANIFEST_DIR")
-    )
+    format!("{}/../../fixtures/{relative}", env!("CARGO_MANIFEST_DIR"))
 }
 
 /// Read a shared fixture.

@@ -1,5 +1,5 @@
 //! Hostile input: each bad event costs only its own key, never the room's other members
-//! (js-sdk 43 freezes a whole room on one string content, protocol.md §9.11).
+//! (js-sdk 43 freezes a whole room on one string content, docs/protocol.md §9.11).
 use matrix_rtc_membership::{LeftReason, RejectReason, RtcMembership, Transport};
 use ruma_common::RoomId;
 use serde_json::json;

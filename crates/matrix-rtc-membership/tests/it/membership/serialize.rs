@@ -1,4 +1,4 @@
-//! Every serialized shape, against literal JSON (protocol.md §5.4, §5.6) and the captures.
+//! Every serialized shape, against literal JSON (docs/protocol.md §5.4, §5.6) and the captures.
 use matrix_rtc_membership::{
     CallIntent, FocusSelection, MembershipContent, Transport, legacy_leave_content,
     sticky_leave_content,

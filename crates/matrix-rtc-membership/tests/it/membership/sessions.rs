@@ -147,7 +147,7 @@ fn a_rejoin_after_a_leave_starts_a_new_creation_time() {
     let leave = Ev::new(&room_id, &user("@a:x"), "$l", &js43_leave("ma"))
         .ts(NOW_MS + 2)
         .build();
-    // An automatic re-join after a fired leave keeps the member ID (protocol.md §7.2).
+    // An automatic re-join after a fired leave keeps the member ID (docs/protocol.md §7.2).
     let rejoin = Ev::new(&room_id, &user("@a:x"), "$r", &js43_join("@a:x", "A", "ma"))
         .ts(NOW_MS + 3)
         .build();

@@ -314,12 +314,9 @@ pub(crate) fn roster(model: &RtcMembership, room_id: &RoomId) -> Vec<(String, St
     model.participants(room_id, ROOM_SLOT).map(ids).collect()
 }
 
-/// Reads a fixture file from `shared/fixtures` (beside the clone).
+/// Reads a fixture file from the repository's `fixtures/`.
 pub(crate) fn fixture(path: &str) -> String {
-    let full = format!(
-        "{}/../../../shared/fixtures/{path}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let full = format!("{}/../../fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&full).unwrap_or_else(|err| panic!("fixture {full}: {err}"))
 }
 

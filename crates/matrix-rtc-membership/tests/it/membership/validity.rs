@@ -1,4 +1,4 @@
-//! One test per validity rule of protocol.md §5.8, named after it.
+//! One test per validity rule of docs/protocol.md §5.8, named after it.
 use matrix_rtc_membership::{LeftReason, MemberQuery, RejectReason, SessionChange};
 use matrix_sticky_events::RemovalReason;
 use serde_json::json;
