@@ -29,5 +29,5 @@ pub use self::{
     persist::{OwnCallRecord, OwnCallRecords},
     request::{DelayedAction, Outcome, Request, RequestId, RequestKind},
     route::EventRoute,
-    update::{JoinFailure, ParticipantDiff, Update},
+    update::{ContentUpdate, JoinFailure, ParticipantDiff, Update, UpdateFailure},
 };

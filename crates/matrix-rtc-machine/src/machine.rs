@@ -12,8 +12,8 @@ use ruma_common::{OwnedEventId, OwnedRoomId, RoomId};
 use tracing::{debug, trace};
 
 use crate::{
-    CallId, Cap, Diagnostic, EventRoute, JoinFailure, JoinParams, MachineConfig, Outcome,
-    OwnCallRecords, Request, RequestId, RequestKind, Update,
+    CallId, Cap, ContentUpdate, Diagnostic, EventRoute, JoinFailure, JoinParams, MachineConfig,
+    Outcome, OwnCallRecords, Request, RequestId, RequestKind, Update, UpdateFailure,
     caps::CapCounters,
     devices::DeviceChecks,
     io::{Io, Pending},
@@ -87,8 +87,8 @@ pub struct MachineStats {
 ///
 /// # Contract
 ///
-/// - **Inputs** (`handle_*`, and the commands [`join`](Self::join), [`leave`](Self::leave),
-///   [`restore`](Self::restore)) each take `now`, a monotonic instant that never goes
+/// - **Inputs** (`handle_*`, and the commands [`join`](Self::join), [`update`](Self::update),
+///   [`leave`](Self::leave), [`restore`](Self::restore)) each take `now`, a monotonic instant that never goes
 ///   backwards (an earlier one is replaced by the latest seen). Time is never read from a
 ///   clock, and nothing here sleeps, spawns or blocks.
 /// - After **every** input, drain the outputs: [`poll_request`](Self::poll_request) (perform
@@ -483,6 +483,25 @@ impl RtcMachine {
         let result = self
             .own
             .join(call, params, &self.config.own_membership, now);
+        self.drive(now);
+        result
+    }
+
+    /// Changes our membership of `call` (its transport or call intent) while we are joining
+    /// or joined: the new content goes out soon as a refresh of the same member (our delayed
+    /// leave, the leave of that member, stays as it is).
+    ///
+    /// # Errors
+    ///
+    /// [`UpdateFailure::NotInCall`] when we are not joining or joined; nothing changes.
+    pub fn update(
+        &mut self,
+        call: &CallId,
+        update: ContentUpdate,
+        now: Instant,
+    ) -> Result<(), UpdateFailure> {
+        let now = self.clock(now);
+        let result = self.own.update(call, update, now);
         self.drive(now);
         result
     }

@@ -12,7 +12,8 @@ use ruma_common::{OwnedDeviceId, OwnedRoomId, OwnedUserId, RoomId};
 use tracing::{debug, warn};
 
 use crate::{
-    CallId, DelayedAction, JoinFailure, OwnCallRecord, OwnCallRecords, RequestKind, Update,
+    CallId, ContentUpdate, DelayedAction, JoinFailure, OwnCallRecord, OwnCallRecords, RequestKind,
+    Update, UpdateFailure,
     io::{Io, Pending},
 };
 
@@ -220,6 +221,38 @@ impl OwnCalls {
             Err(JoinError::EmptyMemberId) => Err(JoinFailure::EmptyMemberId),
             Err(_) => Err(JoinFailure::AlreadyJoined),
         }
+    }
+
+    /// Changes the content of our membership of `call` and has it refreshed soon.
+    pub(crate) fn update(
+        &mut self,
+        call: &CallId,
+        update: ContentUpdate,
+        now: Instant,
+    ) -> Result<(), UpdateFailure> {
+        let own = self.calls.get_mut(call).ok_or(UpdateFailure::NotInCall)?;
+        let joining = matches!(
+            own.machine.status(),
+            OwnStatus::Connecting | OwnStatus::Connected { .. } | OwnStatus::ProbablyLeft
+        ) || matches!(
+            own.machine.status(),
+            OwnStatus::Error { retrying: true, .. }
+        );
+        let member_id = own.machine.member_id().ok_or(UpdateFailure::NotInCall)?;
+        let mut content = own
+            .content_of(member_id)
+            .cloned()
+            .filter(|_| joining)
+            .ok_or(UpdateFailure::NotInCall)?;
+        if let Some(transport) = update.transport {
+            content.transport = transport;
+        }
+        if let Some(intent) = update.call_intent {
+            content.call_intent = Some(intent);
+        }
+        own.remember(content);
+        own.machine.handle_content_changed(now);
+        Ok(())
     }
 
     /// Starts our leave; `false` when there is nothing to leave (the leave is done at once).

@@ -1,7 +1,9 @@
 //! What the machine tells the pump to show ([`Update`]).
 use std::sync::Arc;
 
-use matrix_rtc_membership::{OwnError, OwnStatus, Participant, SessionChange};
+use matrix_rtc_membership::{
+    CallIntent, OwnError, OwnStatus, Participant, SessionChange, Transport,
+};
 
 use crate::{CallId, Diagnostic, OwnCallRecords};
 
@@ -49,6 +51,42 @@ pub enum JoinFailure {
     /// A leave came before the join completed.
     #[error("left before the join completed")]
     LeftBeforeJoined,
+}
+
+/// A change of our membership's content while we are in a call: what to change (`None`
+/// keeps it). It goes out as a refresh of the same member, soon.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ContentUpdate {
+    /// Publish on this transport from now on.
+    pub transport: Option<Transport>,
+    /// Announce this call intent from now on.
+    pub call_intent: Option<CallIntent>,
+}
+
+impl ContentUpdate {
+    /// Publish on `transport` from now on.
+    #[must_use]
+    pub fn with_transport(mut self, transport: Transport) -> Self {
+        self.transport = Some(transport);
+        self
+    }
+
+    /// Announce `intent` from now on.
+    #[must_use]
+    pub fn with_call_intent(mut self, intent: CallIntent) -> Self {
+        self.call_intent = Some(intent);
+        self
+    }
+}
+
+/// Why an [`update`](crate::RtcMachine::update) was refused. Nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpdateFailure {
+    /// We are not joining or joined in this call.
+    #[error("not in this call")]
+    NotInCall,
 }
 
 /// Something for the pump to publish, from [`RtcMachine::poll_update`](crate::RtcMachine::poll_update).

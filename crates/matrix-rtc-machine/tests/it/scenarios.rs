@@ -3,4 +3,5 @@
 mod bounds;
 mod defects;
 mod hold;
+mod own;
 mod support;

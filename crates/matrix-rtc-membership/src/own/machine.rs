@@ -78,7 +78,8 @@ const MAX_DRIVE_ROUNDS: usize = 32;
 ///   [`handle_timeout`](Self::handle_timeout),
 ///   [`handle_own_membership_in_sync`](Self::handle_own_membership_in_sync),
 ///   [`handle_capabilities`](Self::handle_capabilities),
-///   [`handle_new_devices`](Self::handle_new_devices).
+///   [`handle_new_devices`](Self::handle_new_devices),
+///   [`handle_content_changed`](Self::handle_content_changed).
 /// - **Outputs**: [`poll_request`](Self::poll_request) and [`poll_event`](Self::poll_event).
 ///
 /// After **every** command or input, the driver:
@@ -385,6 +386,21 @@ impl OwnMembership {
         } else {
             trace!(slot = %self.slot_id, "new devices: coalesced into the next run");
             self.new_devices.pending = true;
+        }
+        self.drive(now);
+    }
+
+    /// The content of our member event changed (same member id: a new transport or call
+    /// intent): it goes out with the next join or refresh, and a refresh is sent soon (as soon
+    /// as the delayed leave is confirmed and nothing is in flight on the member lane). Ignored
+    /// unless joining or joined.
+    pub fn handle_content_changed(&mut self, now: Instant) {
+        let now = self.begin(now);
+        if matches!(self.goal, Goal::Join(_)) {
+            debug!(slot = %self.slot_id, "our content changed: refreshing our join");
+            self.early_refresh = true;
+        } else {
+            trace!(slot = %self.slot_id, "content change ignored: not joined");
         }
         self.drive(now);
     }

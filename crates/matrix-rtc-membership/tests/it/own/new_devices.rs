@@ -187,3 +187,28 @@ fn a_failed_rearm_cancel_is_retried_and_never_leaves_two_delayed_leaves() {
     assert_eq!(sim.server.live_delayed().len(), 1);
     assert!(sim.member_live());
 }
+
+/// A changed content goes out as an early refresh (same member id, a new transaction), and
+/// the delayed leave stays as it was: its content is the leave of the same member.
+#[test]
+fn a_content_change_is_refreshed_soon_without_rearming() {
+    let mut sim = Sim::default_config();
+    sim.join("m1");
+    sim.run_until(secs(4));
+    assert_eq!(sim.status(), &connected());
+    sim.content_changed();
+    sim.run_until(secs(6));
+    assert_eq!(times(&sim, OwnAction::RefreshJoin), [secs(4)]);
+    assert!(times(&sim, OwnAction::CancelDelayedLeave).is_empty());
+    assert_eq!(times(&sim, OwnAction::ScheduleDelayedLeave), [secs(0)]);
+    let refresh = sim.requests_of(OwnAction::RefreshJoin)[0].request.clone();
+    assert_eq!(refresh.member_id(), "m1");
+    assert_eq!(sim.status(), &connected());
+    // Not joined: nothing happens.
+    sim.leave();
+    sim.run_until(secs(8));
+    let refreshes = times(&sim, OwnAction::RefreshJoin).len();
+    sim.content_changed();
+    sim.run_until(secs(10));
+    assert_eq!(times(&sim, OwnAction::RefreshJoin).len(), refreshes);
+}

@@ -534,6 +534,12 @@ impl Sim {
         self.flush();
     }
 
+    /// Our content changed (same member id).
+    pub(crate) fn content_changed(&mut self) {
+        self.machine.handle_content_changed(self.now);
+        self.flush();
+    }
+
     /// The driver stops calling the machine (process killed): nothing more is sent or answered.
     pub(crate) fn crash(&mut self) {
         self.crashed = true;
