@@ -12,7 +12,7 @@
 //!
 //! Run with `cargo bench -p matrix-sdk-rtc --bench latency` (set `RTC_LATENCY_RUNS`, default
 //! 10). It prints the median and the 95th percentile of each, and the encrypted/unencrypted
-//! ratio of the medians. With `RUST_LOG=warn,matrix_sdk_rtc::driver::outbound=debug` it also
+//! ratio of the medians. With `RUST_LOG=warn,matrix_sdk_rtc::pump::perform=debug` it also
 //! logs every encrypted send with its encryption and request times (`encrypt_ms`, `send_ms`).
 #![allow(missing_docs, unreachable_pub)]
 // A measurement binary, not an API.
@@ -28,7 +28,8 @@ use rtc_test_homeserver::{TestHomeserver, TestUser};
 #[allow(dead_code)] // The bench uses only part of the test support.
 mod support;
 use support::{
-    Peer, fast_timings, has_user, init_tracing, next_matching, room, wait_for_participants,
+    Peer, fast_timings, has_user, init_tracing, next_matching, room, session_change,
+    wait_for_participants,
 };
 
 /// How many leave-and-join-again rounds follow the first join of a run.
@@ -115,7 +116,7 @@ async fn one_run(hs: &TestHomeserver, encrypted: bool, samples: &mut Samples) {
     next_matching(
         &mut changes,
         "alice's delayed leave",
-        |change| match change {
+        |update| match session_change(update) {
             SessionChange::Left {
                 participant,
                 reason: LeftReason::LeaveEvent | LeftReason::DelayedLeaveFired,

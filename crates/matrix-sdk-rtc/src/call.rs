@@ -6,47 +6,53 @@ use eyeball::Subscriber;
 use eyeball_im::VectorDiff;
 use futures_util::Stream;
 use imbl::Vector;
+use matrix_rtc_machine::{CallId, ContentUpdate, JoinParams};
 use matrix_rtc_membership::{
-    JoinConfig, MembershipContent, OwnStatus, Participant, ServerCapabilities, Transport,
+    MembershipContent, OwnStatus, Participant, ServerCapabilities, Transport,
 };
 use matrix_sdk::{RoomState, ruma::RoomId};
 use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
 use crate::{
-    Error, JoinOptions, Result, RtcClient,
-    driver::{Input, JoinRequest},
-    observe::{CallKey, CallObservables},
+    Error, JoinOptions, MissingFeature, Result, RtcClient,
+    observe::{self, CallObservables},
+    pump::Control,
 };
 
 /// One call: a slot (`m.call#ROOM` for the room call) of one room.
 ///
 /// Get it from [`RtcClient::call`] or [`RtcClient::room_call`]. Every handle of the same call
-/// shares the same observables.
+/// shares the same observables, and they live as long as a handle (or a subscription) does.
 #[derive(Debug, Clone)]
 pub struct RtcCall {
     rtc: RtcClient,
-    key: CallKey,
+    id: CallId,
     observables: Arc<CallObservables>,
 }
 
 impl RtcCall {
-    pub(crate) fn new(rtc: RtcClient, key: CallKey, observables: Arc<CallObservables>) -> Self {
+    pub(crate) fn new(rtc: RtcClient, id: CallId, observables: Arc<CallObservables>) -> Self {
         Self {
             rtc,
-            key,
+            id,
             observables,
         }
     }
 
+    /// Which call this is.
+    pub fn id(&self) -> &CallId {
+        &self.id
+    }
+
     /// The room.
     pub fn room_id(&self) -> &RoomId {
-        &self.key.room_id
+        self.id.room_id()
     }
 
     /// The slot (`{application}#{name}`).
     pub fn slot_id(&self) -> &str {
-        &self.key.slot_id
+        self.id.slot_id()
     }
 
     /// The participants now, oldest first.
@@ -55,15 +61,16 @@ impl RtcCall {
     }
 
     /// The participants now (oldest first), and a stream of their changes from that moment
-    /// on, one batch of diffs per ingested sync batch. The stream is `'static` and may be
-    /// moved to another task.
+    /// on, one batch of diffs per step of the machine. The stream is `'static` and may be
+    /// moved to another task; a reader more than 256 batches behind gets a
+    /// `VectorDiff::Reset` with the whole list.
     pub fn subscribe_participants(
         &self,
     ) -> (
         Vector<Arc<Participant>>,
         impl Stream<Item = Vec<VectorDiff<Arc<Participant>>>> + use<>,
     ) {
-        self.observables.subscribe_participants()
+        observe::subscribe_participants(&self.observables)
     }
 
     /// Whether the call has at least one participant.
@@ -105,19 +112,20 @@ impl RtcCall {
             return Err(Error::NotLoggedIn);
         };
         let room = client
-            .get_room(&self.key.room_id)
+            .get_room(self.id.room_id())
             .filter(|room| room.state() == RoomState::Joined)
-            .ok_or_else(|| Error::UnknownRoom(self.key.room_id.clone()))?;
+            .ok_or_else(|| Error::UnknownRoom(self.id.room_id().to_owned()))?;
         // We encrypt our membership with the olm machine of a client we built; a client
         // built elsewhere cannot, and we never send plaintext into an encrypted room.
         if room.latest_encryption_state().await?.is_encrypted() && self.rtc.encryptor().is_none() {
-            return Err(Error::EncryptedRoomNotSupported(self.key.room_id.clone()));
+            return Err(Error::EncryptedRoomNotSupported(
+                self.id.room_id().to_owned(),
+            ));
         }
         let features = self.rtc.features().await?;
         if !features.sticky_events {
-            return Err(Error::MissingFeature(
-                "sticky events (MSC4354): legacy state memberships are read but not sent".into(),
-            ));
+            // Legacy state memberships are read, but we only send sticky ones.
+            return Err(Error::MissingFeature(MissingFeature::StickyEvents));
         }
         let transport = match options.transport {
             Some(transport) => transport,
@@ -128,32 +136,44 @@ impl RtcCall {
         let mut content = MembershipContent::room_call(
             user_id.to_owned(),
             device_id.to_owned(),
-            member_id.clone(),
+            member_id,
             transport,
         );
-        content.slot_id = self.key.slot_id.clone();
-        if let Some((application, _)) = self
-            .key
-            .slot_id
-            .split_once(matrix_rtc_membership::wire::SLOT_SEPARATOR)
-        {
-            application.clone_into(&mut content.application);
-        }
+        content.slot_id = self.id.slot_id().to_owned();
+        self.id.application().clone_into(&mut content.application);
         content.call_intent = options.call_intent;
         let capabilities = ServerCapabilities {
             delayed_events: features.delayed_events,
             max_delay_ms: features.max_delay_ms,
             sticky_events: features.sticky_events,
         };
-        let config = JoinConfig::new(member_id, capabilities);
+        let mut params = JoinParams::new(content, capabilities);
+        if let Some(timings) = options.timings {
+            params = params.with_timings(timings);
+        }
         let (reply, done) = oneshot::channel();
-        self.rtc.send_input(Input::Join(Box::new(JoinRequest {
-            call: self.key.clone(),
-            content,
-            config,
-            timings: options.timings,
-            reply,
-        })))?;
+        self.rtc
+            .send_control(Control::Join {
+                call: self.id.clone(),
+                params: Box::new(params),
+                reply,
+            })
+            .await?;
+        done.await.map_err(|_| Error::DriverStopped)?
+    }
+
+    /// Changes our membership while we are joining or joined: publish on another transport,
+    /// or announce another call intent. It goes out soon as a refresh of the same member; our
+    /// delayed leave stays armed as it is.
+    pub async fn update(&self, update: ContentUpdate) -> Result<()> {
+        let (reply, done) = oneshot::channel();
+        self.rtc
+            .send_control(Control::Update {
+                call: self.id.clone(),
+                update,
+                reply,
+            })
+            .await?;
         done.await.map_err(|_| Error::DriverStopped)?
     }
 
@@ -161,10 +181,12 @@ impl RtcCall {
     /// leave), and returns once that is done. Leaving a call we are not in does nothing.
     pub async fn leave(&self) -> Result<()> {
         let (reply, done) = oneshot::channel();
-        self.rtc.send_input(Input::Leave {
-            call: self.key.clone(),
-            reply,
-        })?;
+        self.rtc
+            .send_control(Control::Leave {
+                call: self.id.clone(),
+                reply,
+            })
+            .await?;
         done.await.map_err(|_| Error::DriverStopped)?
     }
 
@@ -175,12 +197,7 @@ impl RtcCall {
             .iter()
             .find_map(|raw| livekit_service_url(raw))
             .map(Transport::livekit)
-            .ok_or_else(|| {
-                Error::MissingFeature(
-                    "an RTC transport: the homeserver advertises none; pass one in JoinOptions"
-                        .into(),
-                )
-            })
+            .ok_or(Error::NoTransport)
     }
 }
 
@@ -221,7 +238,7 @@ impl RtcCallView {
         Vector<Arc<Participant>>,
         impl Stream<Item = Vec<VectorDiff<Arc<Participant>>>> + use<>,
     ) {
-        self.observables.subscribe_participants()
+        observe::subscribe_participants(&self.observables)
     }
 
     /// Whether the call has at least one participant.

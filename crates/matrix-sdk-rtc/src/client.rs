@@ -6,27 +6,21 @@ use std::{
 };
 
 use futures_util::Stream;
-use matrix_rtc_membership::SessionChange;
-use matrix_sdk::{
-    Client, Room,
-    event_handler::EventHandlerHandle,
-    ruma::{
-        OwnedRoomId, RoomId,
-        events::{AnySyncStateEvent, AnySyncTimelineEvent, StateEventType},
-        serde::Raw,
-    },
-};
-use matrix_sticky_events::Receipt;
-use tokio::sync::{OnceCell, broadcast, mpsc, watch};
-use tracing::{debug, info, trace, warn};
+use matrix_rtc_machine::{CallId, MachineConfig, OwnCallRecords, RtcMachine};
+use matrix_sdk::{Client, event_handler::EventHandlerHandle, ruma::RoomId};
+use tokio::sync::{OnceCell, mpsc, watch};
+use tracing::{debug, info, warn};
 
 use crate::{
-    CallEvent, Diagnostic, Error, HomeserverApi, Result, RtcCall, RtcConfig, ServerFeatures,
-    SideSync, SideSyncStatus,
-    driver::{Driver, EventRoute, Input, Outbound},
+    CallEvent, DiagnosticEvent, Error, HomeserverApi, Result, RtcCall, RtcConfig, ServerFeatures,
+    SessionUpdate, SideSync, SideSyncStatus,
     encryption::Encryptor,
-    observe::{CallKey, Registry},
-    persist::{CallStore, OwnCalls},
+    observe::Registry,
+    persist::CallStore,
+    pump::{
+        Control, Inputs, Performer, Pump, SyncInput, forward_new_devices, forward_room_keys,
+        register_handlers, seed_room,
+    },
 };
 
 /// Live MatrixRTC call membership for one `matrix_sdk::Client`.
@@ -35,7 +29,7 @@ use crate::{
 /// a client you built yourself with [`RtcClient::new`]. After logging in, call
 /// [`start`](Self::start): it opens our own sliding-sync side connection for sticky events,
 /// registers event handlers on the client's main sync (the app keeps running its sync loop),
-/// and spawns the driver task. Then use [`call`](Self::call) to observe and join calls.
+/// and spawns the pump task. Then use [`call`](Self::call) to observe and join calls.
 ///
 /// Cloning is cheap and every clone refers to the same driver. When the last clone is
 /// dropped, the driver stops *without* leaving calls: the server-side delayed leave then ends
@@ -79,13 +73,13 @@ struct Inner {
     /// The store passphrase, which also protects our persisted calls.
     store_passphrase: Option<String>,
     /// Calls we were in when the app last stopped (see [`RtcClient::interrupted_calls`]).
-    interrupted: Mutex<Vec<(OwnedRoomId, String)>>,
+    interrupted: Mutex<Vec<CallId>>,
 }
 
 /// What `start` set up, torn down on shutdown or drop.
 #[derive(Debug)]
 struct Running {
-    inputs: mpsc::UnboundedSender<Input>,
+    inputs: Inputs,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     handlers: Vec<EventHandlerHandle>,
@@ -106,13 +100,6 @@ fn stop(client: &Client, running: Running) {
     }
     for task in running.tasks {
         task.abort();
-    }
-}
-
-fn receipt_now() -> Receipt {
-    Receipt {
-        instant: Instant::now(),
-        wall_ms: crate::requests::wall_clock_ms(),
     }
 }
 
@@ -226,9 +213,10 @@ impl RtcClient {
         Ok(*features)
     }
 
-    /// Starts the driver: feature detection, the side connection (when the server offers
+    /// Starts the pump: feature detection, the side connection (when the server offers
     /// sticky events over sliding sync), the event handlers on the main sync, and the task
-    /// that owns all state. The client must be logged in. Calling it again does nothing.
+    /// that owns the [`RtcMachine`]. The client must be logged in. Calling it again does
+    /// nothing.
     pub async fn start(&self) -> Result<()> {
         let client = &self.inner.client;
         let (Some(user_id), Some(device_id)) = (client.user_id(), client.device_id()) else {
@@ -251,58 +239,57 @@ impl RtcClient {
         if running.is_some() {
             return Ok(());
         }
-        let (inputs, input_rx) = mpsc::unbounded_channel();
+        let config = &self.inner.config;
+        let (control, control_rx) = mpsc::channel(config.input_queue_capacity.max(1));
+        let (sync, sync_rx) = mpsc::channel(config.input_queue_capacity.max(1));
+        let inputs = Inputs { control, sync };
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let outbound = Outbound {
-            api: self.inner.api.clone(),
-            inputs: inputs.clone(),
-            txn_prefix: uuid::Uuid::new_v4().simple().to_string()[..12].into(),
-            encryptor: self.inner.encryptor.clone(),
-        };
-        // Calls we were in when the app stopped: end those memberships now (they would
-        // otherwise linger until their delayed leave fires), and let the app resume them.
+
+        // A fresh transaction-id prefix per run: a restarted app never reuses an old one.
+        let txn_prefix = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let mut machine_config = MachineConfig::new(user_id, device_id, txn_prefix);
+        machine_config.sticky_limits = config.sticky_limits;
+        machine_config.own_membership = config.own_membership.clone();
+        machine_config.parked_limits = config.parked_limits;
+        machine_config.device_check_interval = config.device_check_interval;
+        machine_config.can_encrypt = self.inner.encryptor.is_some();
+        let mut machine = RtcMachine::new(machine_config);
+        // Calls we were in when the app stopped: their memberships are ended now (they would
+        // otherwise linger until their delayed leave fires), and the app may resume them.
+        machine.restore(&previous, Instant::now());
         *self
             .inner
             .interrupted
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = previous
-            .records()
-            .map(|record| (record.room_id.clone(), record.slot_id.clone()))
-            .collect();
-        let (persist, persist_rx) = watch::channel(OwnCalls::default());
-        let persist_task = tokio::spawn(persist_calls(
-            call_store,
-            previous,
-            outbound.clone(),
-            persist_rx,
-        ));
-        let driver = Driver::new(
-            client.clone(),
-            (user_id, device_id),
-            &self.inner.config,
-            self.inner.registry.clone(),
-            outbound,
-            persist,
-        );
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            machine.interrupted_calls().to_vec();
+
+        let (persist, persist_rx) = watch::channel(previous);
+        let performer = Performer {
+            api: self.inner.api.clone(),
+            control: inputs.control.clone(),
+            encryptor: self.inner.encryptor.clone(),
+        };
+        let pump = Pump::new(machine, self.inner.registry.clone(), performer, persist);
         let mut tasks = vec![
-            tokio::spawn(driver.run(input_rx, shutdown_rx.clone())),
-            persist_task,
+            tokio::spawn(pump.run(control_rx, sync_rx, shutdown_rx.clone())),
+            tokio::spawn(persist_calls(call_store, persist_rx)),
         ];
         // Listen for room keys before the first decryption attempt: a key may arrive between
         // a failed attempt and the subscription.
         tasks.push(tokio::spawn(forward_room_keys(
             client.clone(),
-            inputs.clone(),
+            inputs.sync.clone(),
         )));
         tasks.push(tokio::spawn(forward_new_devices(
             client.clone(),
-            inputs.clone(),
+            inputs.sync.clone(),
         )));
-        let handlers = register_handlers(client, &inputs);
+        let handlers = register_handlers(client, &inputs.sync);
 
         if features.sticky_events && features.sliding_sync {
-            let side = SideSync::new(client.clone(), self.inner.config.side_sync_conn_id.clone())
-                .with_poll_timeout(self.inner.config.side_sync_poll_timeout);
+            let side = SideSync::new(client.clone(), config.side_sync_conn_id.clone())
+                .with_poll_timeout(config.side_sync_poll_timeout);
             let mut status = side.subscribe_status();
             let mirror = self.inner.side_sync_status.clone();
             tasks.push(tokio::spawn(async move {
@@ -310,17 +297,15 @@ impl RtcClient {
                     mirror.set(value);
                 }
             }));
-            let sink_inputs = inputs.clone();
+            let sink = inputs.sync.clone();
             let mut stop = shutdown_rx.clone();
             tasks.push(tokio::spawn(async move {
-                let sink = move |batch| {
-                    let _ = sink_inputs.send(Input::SideSync(batch));
-                };
                 let shutdown = async move {
                     let _ = stop.wait_for(|stopped| *stopped).await;
                 };
-                if let Err(error) = side.run(sink, shutdown).await {
+                if let Err(error) = side.run(sink.clone(), shutdown).await {
                     warn!(%error, "side connection ended; sticky events arrive through the main sync only");
+                    let _ = sink.send(SyncInput::SideDown).await;
                 }
             }));
         } else {
@@ -328,11 +313,11 @@ impl RtcClient {
         }
 
         // The rooms we are in already: their encryption, and their legacy state memberships.
-        let seed_inputs = inputs.clone();
+        let seed_sync = inputs.sync.clone();
         let seed_client = client.clone();
         tasks.push(tokio::spawn(async move {
             for room in seed_client.joined_rooms() {
-                seed_room(&room, &seed_inputs).await;
+                seed_room(&room, &seed_sync).await;
             }
         }));
 
@@ -342,14 +327,14 @@ impl RtcClient {
             tasks,
             handlers,
         });
-        debug!("rtc driver started");
+        debug!("rtc pump started");
         Ok(())
     }
 
-    /// The calls (`(room, slot)`) we were in when this client last stopped without leaving
-    /// (the app was killed or restarted mid-call). Their old memberships are ended by
-    /// [`start`](Self::start); join them again to resume.
-    pub fn interrupted_calls(&self) -> Vec<(OwnedRoomId, String)> {
+    /// The calls we were in when this client last stopped without leaving (the app was killed
+    /// or restarted mid-call). Their old memberships are ended by [`start`](Self::start); join
+    /// them again to resume.
+    pub fn interrupted_calls(&self) -> Vec<CallId> {
         self.inner
             .interrupted
             .lock()
@@ -357,7 +342,7 @@ impl RtcClient {
             .clone()
     }
 
-    /// Stops the driver, its side connection and event handlers, without leaving calls.
+    /// Stops the pump, its side connection and event handlers, without leaving calls.
     pub fn shutdown(&self) {
         let running = self
             .inner
@@ -370,56 +355,45 @@ impl RtcClient {
         }
     }
 
-    /// The call in `slot_id` (`{application}#{name}`) of `room_id`.
-    pub fn call(&self, room_id: &RoomId, slot_id: &str) -> Result<RtcCall> {
-        let valid = slot_id
-            .split_once(matrix_rtc_membership::wire::SLOT_SEPARATOR)
-            .is_some_and(|(application, name)| !application.is_empty() && !name.is_empty());
-        if !valid {
-            return Err(Error::InvalidSlot(slot_id.to_owned()));
-        }
-        Ok(self.call_unchecked(CallKey::new(room_id, slot_id)))
+    /// The call `call`. Build the id with [`CallId::new`] (which checks the slot) or
+    /// [`CallId::room_call`].
+    pub fn call(&self, call: &CallId) -> RtcCall {
+        let observables = self.inner.registry.call(call);
+        RtcCall::new(self.clone(), call.clone(), observables)
     }
 
     /// The room's call (`m.call#ROOM`), the one Element Call uses.
     pub fn room_call(&self, room_id: &RoomId) -> RtcCall {
-        self.call_unchecked(CallKey::new(
-            room_id,
-            matrix_rtc_membership::wire::ROOM_CALL_SLOT,
-        ))
+        self.call(&CallId::room_call(room_id))
     }
 
-    fn call_unchecked(&self, key: CallKey) -> RtcCall {
-        let observables = self.inner.registry.call(&key);
-        RtcCall::new(self.clone(), key, observables)
+    /// The calls that have at least one participant now, sorted.
+    pub fn active_calls(&self) -> Vec<CallId> {
+        self.inner.registry.active_calls()
     }
 
-    /// The calls that have at least one participant now, as `(room, slot)`.
-    pub fn active_calls(&self) -> Vec<(OwnedRoomId, String)> {
-        self.inner
-            .registry
-            .active_calls()
-            .into_iter()
-            .map(|key| (key.room_id, key.slot_id))
-            .collect()
-    }
-
-    /// Calls starting and ending, across all rooms, from now on.
+    /// Calls starting and ending, across all rooms, from now on. A reader that falls behind
+    /// gets [`CallEvent::Resync`] with the calls active then, never a silent gap.
     pub fn subscribe_call_events(&self) -> impl Stream<Item = CallEvent> + Send + Unpin + use<> {
-        broadcast_stream(self.inner.registry.call_events.subscribe())
+        self.inner.registry.subscribe_call_events()
     }
 
     /// Every membership change across rooms, from now on: sessions starting and ending,
-    /// participants joining, updating (a refresh) and leaving, each leave with its reason.
+    /// participants joining, updating (a refresh) and leaving, each leave with its reason. A
+    /// reader that falls behind gets [`SessionUpdate::Resync`] with every active call's
+    /// participants, never a silent gap.
     pub fn subscribe_session_changes(
         &self,
-    ) -> impl Stream<Item = SessionChange> + Send + Unpin + use<> {
-        broadcast_stream(self.inner.registry.session_changes.subscribe())
+    ) -> impl Stream<Item = SessionUpdate> + Send + Unpin + use<> {
+        self.inner.registry.subscribe_session_changes()
     }
 
-    /// Events that did not count, and why, from now on.
-    pub fn subscribe_diagnostics(&self) -> impl Stream<Item = Diagnostic> + Send + Unpin + use<> {
-        broadcast_stream(self.inner.registry.diagnostics.subscribe())
+    /// Events that did not count (or were dropped), and why, from now on. A reader that falls
+    /// behind gets [`DiagnosticEvent::Missed`] with the count it missed.
+    pub fn subscribe_diagnostics(
+        &self,
+    ) -> impl Stream<Item = DiagnosticEvent> + Send + Unpin + use<> {
+        self.inner.registry.subscribe_diagnostics()
     }
 
     /// The state of the sticky-events side connection.
@@ -436,192 +410,37 @@ impl RtcClient {
         self.inner.encryptor.as_ref()
     }
 
-    pub(crate) fn send_input(&self, input: Input) -> Result<()> {
-        let running = self
-            .inner
-            .running
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let inputs = running
-            .as_ref()
-            .map(|running| running.inputs.clone())
-            .ok_or(Error::DriverStopped)?;
-        drop(running);
-        inputs.send(input).map_err(|_| Error::DriverStopped)
+    /// How many calls this client keeps observables for: calls with participants, calls we
+    /// are in, and calls the app holds a handle or subscription of. Others are dropped, so
+    /// this stays small however many slots a room's members invent (for monitoring memory).
+    pub fn observed_call_count(&self) -> usize {
+        self.inner.registry.call_count()
     }
-}
 
-/// A broadcast receiver as a stream that skips what a slow reader missed (with a log line).
-fn broadcast_stream<T: Clone + Send + 'static>(
-    receiver: broadcast::Receiver<T>,
-) -> impl Stream<Item = T> + Send + Unpin {
-    use futures_util::StreamExt as _;
-    futures_util::stream::unfold(receiver, |mut receiver| async move {
-        loop {
-            match receiver.recv().await {
-                Ok(item) => return Some((item, receiver)),
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    warn!(missed, "a slow subscriber missed events");
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    })
-    .boxed()
-}
-
-/// The main sync's event handlers: sticky events in the timeline (low latency), and room
-/// state (legacy call memberships, room members, encryption).
-fn register_handlers(
-    client: &Client,
-    inputs: &mpsc::UnboundedSender<Input>,
-) -> Vec<EventHandlerHandle> {
-    let timeline_inputs = inputs.clone();
-    let timeline = client.add_event_handler(move |raw: Raw<AnySyncTimelineEvent>, room: Room| {
-        let inputs = timeline_inputs.clone();
-        async move {
-            let raw = raw.into_json();
-            if EventRoute::of(&raw) == EventRoute::Sticky {
-                let _ = inputs.send(Input::RoomEvent {
-                    room_id: room.room_id().to_owned(),
-                    raw,
-                    receipt: receipt_now(),
-                });
-            }
-        }
-    });
-    let state_inputs = inputs.clone();
-    let state = client.add_event_handler(move |raw: Raw<AnySyncStateEvent>, room: Room| {
-        let inputs = state_inputs.clone();
-        async move {
-            let raw = raw.into_json();
-            let room_id = room.room_id().to_owned();
-            match EventRoute::of(&raw) {
-                EventRoute::CallState | EventRoute::RoomMember => {
-                    let _ = inputs.send(Input::RoomEvent {
-                        room_id,
-                        raw,
-                        receipt: receipt_now(),
-                    });
-                }
-                EventRoute::Encryption => {
-                    let _ = inputs.send(Input::RoomEncrypted {
-                        room_id,
-                        encrypted: true,
-                    });
-                }
-                EventRoute::Sticky | EventRoute::Ignore => {}
-            }
-        }
-    });
-    vec![timeline, state]
-}
-
-/// Forwards the room keys the client receives to the driver, so that parked encrypted
-/// envelopes are retried. The stream ends when the olm machine is replaced: subscribe again.
-async fn forward_room_keys(client: Client, inputs: mpsc::UnboundedSender<Input>) {
-    use futures_util::StreamExt as _;
-    loop {
-        let Some(stream) = client.encryption().room_keys_received_stream().await else {
-            // No olm machine (yet): keys cannot arrive either. Look again shortly.
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            continue;
+    /// Sends a command to the pump (waiting while its queue is full).
+    pub(crate) async fn send_control(&self, input: Control) -> Result<()> {
+        let control = {
+            let running = self
+                .inner
+                .running
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            running
+                .as_ref()
+                .map(|running| running.inputs.control.clone())
+                .ok_or(Error::DriverStopped)?
         };
-        let mut stream = std::pin::pin!(stream);
-        // Keys may have arrived while nobody listened.
-        if inputs.send(Input::RetryParked).is_err() {
-            return;
-        }
-        while let Some(batch) = stream.next().await {
-            let input = match batch {
-                Ok(keys) => Input::RoomKeys(
-                    keys.into_iter()
-                        .map(|key| (key.room_id, key.session_id))
-                        .collect(),
-                ),
-                // We missed some: retry everything.
-                Err(_lagged) => Input::RetryParked,
-            };
-            if inputs.send(input).is_err() {
-                return;
-            }
-        }
-        debug!("room key stream ended (olm machine replaced); subscribing again");
+        control.send(input).await.map_err(|_| Error::DriverStopped)
     }
 }
 
-/// Tells the driver when the crypto store discovers devices, so that rooms where we are in a
-/// call are checked for devices that cannot decrypt our membership yet. The stream ends when
-/// the olm machine is replaced: subscribe again.
-async fn forward_new_devices(client: Client, inputs: mpsc::UnboundedSender<Input>) {
-    use futures_util::StreamExt as _;
-    loop {
-        let Ok(stream) = client.encryption().devices_stream().await else {
-            // No olm machine (yet): no devices can be discovered either. Look again shortly.
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            continue;
-        };
-        let mut stream = std::pin::pin!(stream);
-        while let Some(updates) = stream.next().await {
-            if updates.new.is_empty() {
-                continue;
-            }
-            trace!(users = updates.new.len(), "new devices discovered");
-            if inputs.send(Input::DevicesDiscovered).is_err() {
-                return;
-            }
-        }
-        debug!("device stream ended (olm machine replaced); subscribing again");
-    }
-}
-
-/// Ends the memberships of a previous run, then keeps the store in step with the driver's
-/// view of our calls.
-async fn persist_calls(
-    store: CallStore,
-    previous: OwnCalls,
-    outbound: Outbound,
-    mut calls: watch::Receiver<OwnCalls>,
-) {
-    for record in previous.records() {
-        outbound.end_previous_membership(record).await;
-    }
+/// Keeps the store in step with the machine's record of our calls.
+async fn persist_calls(store: CallStore, mut calls: watch::Receiver<OwnCallRecords>) {
     loop {
         let current = calls.borrow_and_update().clone();
         store.save(&current).await;
         if calls.changed().await.is_err() {
             return;
         }
-    }
-}
-
-/// Feeds what the store already knows of a room we are in.
-async fn seed_room(room: &Room, inputs: &mpsc::UnboundedSender<Input>) {
-    let room_id = room.room_id().to_owned();
-    match room.latest_encryption_state().await {
-        Ok(state) => {
-            let _ = inputs.send(Input::RoomEncrypted {
-                room_id: room_id.clone(),
-                encrypted: state.is_encrypted(),
-            });
-        }
-        Err(error) => warn!(room = %room_id, %error, "could not read the room's encryption state"),
-    }
-    let event_type = StateEventType::from(matrix_rtc_membership::wire::LEGACY_CALL_MEMBER);
-    match room.get_state_events(event_type).await {
-        Ok(events) => {
-            for event in events {
-                if let matrix_sdk::deserialized_responses::RawAnySyncOrStrippedState::Sync(raw) =
-                    event
-                {
-                    let _ = inputs.send(Input::RoomEvent {
-                        room_id: room_id.clone(),
-                        raw: raw.into_json(),
-                        receipt: receipt_now(),
-                    });
-                }
-            }
-        }
-        Err(error) => warn!(room = %room_id, %error, "could not read legacy call memberships"),
     }
 }

@@ -1,6 +1,7 @@
 //! Configuration of the client-wide driver and of each join.
 use std::time::Duration;
 
+use matrix_rtc_machine::ParkedLimits;
 use matrix_rtc_membership::{CallIntent, OwnMembershipConfig, Transport};
 use matrix_sticky_events::Limits;
 
@@ -13,8 +14,16 @@ pub struct RtcConfig {
     pub side_sync_conn_id: String,
     /// Long-poll timeout of the side connection. Default: 30 s.
     pub side_sync_poll_timeout: Duration,
-    /// Memory caps of the sticky map.
+    /// Memory caps of the sticky map (per sender, and per room where the sender using the
+    /// most is cut first).
     pub sticky_limits: Limits,
+    /// Caps on the encrypted sticky events kept while their room key is missing (per sender,
+    /// per room, in all; a flooding sender only ever loses its own).
+    pub parked_limits: ParkedLimits,
+    /// Capacity of each of the pump's two input queues (sync data; commands and request
+    /// outcomes). A full sync queue makes the side connection and the app's sync handlers
+    /// wait. Default: 1024.
+    pub input_queue_capacity: usize,
     /// Timings of our own membership (delayed leave, heartbeat, refresh, retries); a join
     /// may override them with [`JoinOptions::timings`].
     pub own_membership: OwnMembershipConfig,
@@ -31,6 +40,8 @@ impl Default for RtcConfig {
             side_sync_conn_id: "matrix-sdk-rtc".to_owned(),
             side_sync_poll_timeout: Duration::from_secs(30),
             sticky_limits: Limits::default(),
+            parked_limits: ParkedLimits::default(),
+            input_queue_capacity: 1024,
             own_membership: OwnMembershipConfig::default(),
             device_check_interval: Duration::from_secs(10),
         }

@@ -1,7 +1,8 @@
 //! The errors of this crate.
+use matrix_rtc_machine::{InvalidSlotId, JoinFailure, UpdateFailure};
 use matrix_sdk::ruma::OwnedRoomId;
 
-use crate::RequestError;
+use crate::{MissingFeature, RequestError};
 
 /// Errors returned by [`RtcClient`](crate::RtcClient) and [`RtcCall`](crate::RtcCall).
 #[derive(Debug, thiserror::Error)]
@@ -20,18 +21,27 @@ pub enum Error {
         "cannot encrypt our membership in room {0} (needs a client built by RtcClient::builder)"
     )]
     EncryptedRoomNotSupported(OwnedRoomId),
-    /// The server offers neither sticky events nor legacy state memberships we could use.
+    /// The server lacks a feature this operation needs (joining needs sticky events: legacy
+    /// state memberships are read but not sent).
     #[error("the server lacks a feature this operation needs: {0}")]
-    MissingFeature(String),
+    MissingFeature(MissingFeature),
+    /// No transport was given to join with, and the homeserver advertises none: pass one in
+    /// [`JoinOptions::transport`](crate::JoinOptions::transport).
+    #[error("no RTC transport: the homeserver advertises none; pass one in JoinOptions")]
+    NoTransport,
     /// A slot ID must look like `{application}#{name}`.
-    #[error("invalid slot id: {0}")]
-    InvalidSlot(String),
-    /// The driver has been shut down (or its task ended).
-    #[error("the rtc driver is not running")]
+    #[error(transparent)]
+    InvalidSlot(#[from] InvalidSlotId),
+    /// The pump has been shut down (or its task ended), or was never started.
+    #[error("the rtc pump is not running")]
     DriverStopped,
-    /// Joining failed; the status observable has the details.
+    /// Joining failed: we are in the call as another member already, the server refused, a
+    /// retry budget ran out (the machine keeps trying), or we left first.
     #[error("joining the call failed: {0}")]
-    JoinFailed(String),
+    JoinFailed(JoinFailure),
+    /// Our membership could not be changed (we are not in the call).
+    #[error("updating our membership failed: {0}")]
+    UpdateFailed(UpdateFailure),
     /// A request to the homeserver failed.
     #[error(transparent)]
     Request(#[from] RequestError),

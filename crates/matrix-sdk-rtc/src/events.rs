@@ -1,6 +1,10 @@
-//! Events published across rooms: calls that start and end, and diagnostics.
-use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
-use matrix_sticky_events::Rejection;
+//! The items of the streams across rooms. Each stream delivers every change, or, when its
+//! reader fell behind, says so and hands over the current state to resync from.
+use std::sync::Arc;
+
+use imbl::Vector;
+use matrix_rtc_machine::{CallId, Diagnostic};
+use matrix_rtc_membership::{Participant, SessionChange};
 
 /// A call (one slot of one room) started or ended: its participant list went from empty to
 /// non-empty or back.
@@ -9,55 +13,51 @@ use matrix_sticky_events::Rejection;
 pub enum CallEvent {
     /// The first participant appeared.
     Started {
-        /// Room of the call.
-        room_id: OwnedRoomId,
-        /// Slot of the call.
-        slot_id: String,
+        /// The call.
+        call: CallId,
     },
     /// The last participant left.
     Ended {
-        /// Room of the call.
-        room_id: OwnedRoomId,
-        /// Slot of the call.
-        slot_id: String,
+        /// The call.
+        call: CallId,
+    },
+    /// The reader fell behind and missed `missed` events: these are the calls active now.
+    /// Forget what you knew and start again from here.
+    Resync {
+        /// How many events were skipped.
+        missed: u64,
+        /// Every active call, sorted.
+        active: Vec<CallId>,
     },
 }
 
-/// Why an event did not count, for debugging: visible to the app, never fatal.
+/// An item of [`RtcClient::subscribe_session_changes`](crate::RtcClient::subscribe_session_changes).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum SessionUpdate {
+    /// One membership change: a session starting or ending, a participant joining, updating
+    /// (a refresh) or leaving with its reason.
+    Change(SessionChange),
+    /// The reader fell behind and missed `missed` changes: these are the participants of every
+    /// active call now. Forget what you knew and start again from here; the changes that
+    /// follow apply on top of it.
+    Resync {
+        /// How many changes were skipped.
+        missed: u64,
+        /// Every active call with its participants (oldest first), sorted by call.
+        calls: Vec<(CallId, Vector<Arc<Participant>>)>,
+    },
+}
+
+/// An item of [`RtcClient::subscribe_diagnostics`](crate::RtcClient::subscribe_diagnostics).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Diagnostic {
-    /// A sticky event was rejected by the sticky-event layer (malformed or not sticky).
-    Sticky {
-        /// Room it arrived in.
-        room_id: OwnedRoomId,
-        /// The event, when it had a readable ID.
-        event_id: Option<OwnedEventId>,
-        /// Why it was rejected.
-        rejection: Rejection,
+pub enum DiagnosticEvent {
+    /// Why something did not count.
+    Diagnostic(Diagnostic),
+    /// The reader fell behind: this many diagnostics were skipped.
+    Missed {
+        /// How many.
+        missed: u64,
     },
-    /// A membership event was rejected, ignored or flagged by the membership model.
-    Membership(matrix_rtc_membership::Diagnostic),
-    /// An encrypted sticky event could not be decrypted yet: its room key has not arrived.
-    /// It is kept, and enters the call with its original timing once the key arrives (or is
-    /// dropped when it expires first). Reported once per event.
-    AwaitingRoomKey {
-        /// Room it arrived in.
-        room_id: OwnedRoomId,
-        /// The encrypted event.
-        event_id: OwnedEventId,
-        /// Its sender.
-        sender: OwnedUserId,
-    },
-}
-
-impl Diagnostic {
-    /// The event this diagnostic is about, when it had a readable ID.
-    pub fn event_id(&self) -> Option<&OwnedEventId> {
-        match self {
-            Self::Sticky { event_id, .. } => event_id.as_ref(),
-            Self::Membership(diagnostic) => diagnostic.event_id.as_ref(),
-            Self::AwaitingRoomKey { event_id, .. } => Some(event_id),
-        }
-    }
 }

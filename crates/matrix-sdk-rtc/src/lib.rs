@@ -1,27 +1,33 @@
 //! Live MatrixRTC call membership on matrix-sdk, and joining and leaving calls with a
 //! dead-man switch.
 //!
-//! This is the driver layer: it runs on a `matrix_sdk::Client` and feeds the two sans-IO
-//! cores, [`matrix_sticky_events`] (the MSC4354 ephemeral map) and [`matrix_rtc_membership`]
-//! (membership formats, sessions and the own-membership state machine).
+//! This is the pump around [`matrix_rtc_machine::RtcMachine`], the sans-IO machine that makes
+//! every protocol decision (on top of the two cores, [`matrix_sticky_events`] for the MSC4354
+//! ephemeral map and [`matrix_rtc_membership`] for membership formats, sessions and the
+//! own-membership state machine). The pump does the IO: it runs on a `matrix_sdk::Client`,
+//! feeds the machine what arrives, performs what it asks for, and shows its updates as
+//! observables.
 //!
 //! ```text
 //!  homeserver --our sliding-sync side connection (sticky events only)--+
-//!             --the app's sync: timeline events (low latency)-----------+--> driver task
-//!             --room state (legacy call members, room members)---------+    (one per client)
-//!    driver: sticky map -> membership model -> observables (eyeball)
-//!            own-membership machines -> requests (sticky sends, delayed events)
-//!            one deadline queue for every expiry, heartbeat and retry
+//!             --the app's sync: timeline events (low latency)-----------+--> bounded queues
+//!             --room state (legacy call members, room members)---------+        |
+//!                                                                               v
+//!    pump task (one per client):  RtcMachine.handle_*(.., now)  -->  poll_request(): HTTP,
+//!                                 one sleep at next_deadline()        decryption, member
+//!                                 poll_update() --> eyeball            queries (spawned tasks,
+//!                                 observables, streams                 outcomes fed back)
 //! ```
 //!
 //! * [`RtcClient`] owns the driver of one client. Build the client with
 //!   [`RtcClient::builder`] (needed to join calls in encrypted rooms), log in, then
 //!   [`RtcClient::start`]. The app keeps running its own sync loop.
-//! * [`RtcCall`] is one call (a slot of a room): its participants as an
+//! * [`RtcCall`] is one call ([`CallId`]: a slot of a room): its participants as an
 //!   `eyeball_im` vector with `VectorDiff` updates, whether it is active, our own status, and
 //!   [`join`](RtcCall::join) / [`leave`](RtcCall::leave).
 //! * [`RtcClient::subscribe_session_changes`], [`RtcClient::subscribe_call_events`] and
-//!   [`RtcClient::subscribe_diagnostics`] are streams across all rooms.
+//!   [`RtcClient::subscribe_diagnostics`] are streams across all rooms. None of them loses
+//!   silently: a reader that falls behind is told so, with the current state to resync from.
 //! * [`OfflineIngest`] runs the receiving path on recorded data, without a network.
 //!
 //! # Example
@@ -67,35 +73,36 @@
 //! `client` and `server` exist only because ruma's request macros require crates that define
 //! requests to declare them; they change nothing.
 
-// --- HTTP layer: custom requests, server features, side connection (helper h-http) ---
+// --- the HTTP layer (private): custom requests, server features, the side connection ---
 mod requests;
 mod server_features;
 mod side_sync;
 
+pub(crate) use self::{requests::HomeserverApi, side_sync::SideSync};
 pub use self::{
-    requests::{
-        DelayId, DelayedEventAction, DelayedEventInfo, DelayedEventsLimits, HomeserverApi,
-        RequestError,
-    },
+    requests::RequestError,
     server_features::{MissingFeature, ServerFeatures},
-    side_sync::{SideSync, SideSyncBatch, SideSyncStatus, run_side_sync},
+    side_sync::SideSyncStatus,
 };
 
-// --- driver and public API ---
+// --- the pump and the public API ---
 mod call;
 mod client;
 mod config;
-mod driver;
 mod encryption;
 mod error;
 mod events;
 mod observe;
 mod offline;
 mod persist;
-mod wire;
+mod pump;
 
+pub use matrix_rtc_machine::{
+    CallId, Cap, ContentUpdate, Diagnostic, InvalidSlotId, JoinFailure, ParkedLimits, UpdateFailure,
+};
 pub use matrix_rtc_membership::{
-    CallIntent, LeftReason, OwnMembershipConfig, OwnStatus, Participant, SessionChange, Transport,
+    CallIntent, LeftReason, OwnError, OwnMembershipConfig, OwnStatus, Participant, SessionChange,
+    Transport,
 };
 pub use matrix_sticky_events::{Limits, Receipt, Rejection};
 
@@ -104,6 +111,6 @@ pub use self::{
     client::{RtcClient, RtcClientBuilder},
     config::{JoinOptions, RtcConfig},
     error::{Error, Result},
-    events::{CallEvent, Diagnostic},
+    events::{CallEvent, DiagnosticEvent, SessionUpdate},
     offline::{IngestStats, OfflineIngest},
 };

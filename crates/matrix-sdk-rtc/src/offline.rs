@@ -1,16 +1,15 @@
-//! [`OfflineIngest`]: the driver's receiving path (sticky map, membership model,
+//! [`OfflineIngest`]: the receiving path (the one sticky parser, the [`RtcMachine`], the
 //! observables) without a client or a network, for replaying recorded sync data.
 use std::{sync::Arc, time::Instant};
 
-use matrix_rtc_membership::SessionChange;
-use matrix_sdk::ruma::RoomId;
+use matrix_rtc_machine::{
+    CallId, MachineConfig, Outcome, PageFlags, RequestKind, RtcMachine, Update,
+};
+use matrix_rtc_membership::RequestOutcome;
+use matrix_sdk::ruma::{owned_device_id, owned_user_id};
 use matrix_sticky_events::{Limits, Receipt, Rejection, parse_sticky_batch};
 
-use crate::{
-    RtcCallView,
-    driver::{Ingest, publish},
-    observe::{CallKey, Registry},
-};
+use crate::{Diagnostic, RtcCallView, observe::Registry};
 
 /// What one ingested batch did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -24,11 +23,11 @@ pub struct IngestStats {
     pub changes: usize,
 }
 
-/// Feeds recorded sliding-sync sticky-event responses through the same code the driver runs
-/// on live data: parsing, the sticky map, the membership model and the observable
-/// participant lists.
+/// Feeds recorded sliding-sync sticky-event responses through the same code the pump runs on
+/// live data: [`parse_sticky_batch`], the [`RtcMachine`] and the observable participant lists.
 ///
-/// Without room state, every sender counts as joined to its room.
+/// Without room state, every sender counts as joined to its room, and encrypted events stay
+/// parked (there are no keys).
 ///
 /// ```
 /// use std::time::Instant;
@@ -43,18 +42,24 @@ pub struct IngestStats {
 /// ```
 #[derive(Debug)]
 pub struct OfflineIngest {
-    ingest: Ingest,
+    machine: RtcMachine,
     registry: Arc<Registry>,
-    live: usize,
+    diagnostics: Vec<Diagnostic>,
 }
 
 impl OfflineIngest {
     /// An empty state with the given memory caps.
     pub fn new(limits: Limits) -> Self {
+        let mut config = MachineConfig::new(
+            owned_user_id!("@offline:localhost"),
+            owned_device_id!("OFFLINE"),
+            "offline",
+        );
+        config.sticky_limits = limits;
         Self {
-            ingest: Ingest::new(limits),
+            machine: RtcMachine::new(config),
             registry: Arc::new(Registry::new()),
-            live: 0,
+            diagnostics: Vec::new(),
         }
     }
 
@@ -67,92 +72,83 @@ impl OfflineIngest {
         receipt: Receipt,
     ) -> Result<IngestStats, Rejection> {
         let batch = parse_sticky_batch(json, receipt)?;
-        let mut stats = IngestStats {
-            rejected: batch.errors.len(),
-            ..IngestStats::default()
-        };
-        let mut changes = Vec::new();
-        for room in batch.rooms {
-            for parsed in room.events {
-                stats.events += 1;
-                stats.rejected += usize::from(parsed.is_err());
-                self.ingest.handle_parsed(
-                    &room.room_id,
-                    parsed,
-                    None,
-                    receipt.instant,
-                    &mut changes,
-                );
-            }
-        }
-        self.answer_member_queries(&mut changes);
-        stats.changes = changes.len();
-        self.publish(changes);
-        Ok(stats)
+        let summary =
+            self.machine
+                .handle_sticky_batch(batch, PageFlags::new(true, false), receipt.instant);
+        let changes = self.settle(receipt.instant);
+        Ok(IngestStats {
+            events: summary.events,
+            rejected: summary.rejected,
+            changes,
+        })
     }
 
-    /// Expires what is due at `now`.
+    /// Expires what is due at `now`; returns the number of session changes.
     pub fn handle_timeout(&mut self, now: Instant) -> usize {
-        let mut changes = Vec::new();
-        self.ingest.handle_timeout(now, &mut changes);
-        let count = changes.len();
-        self.publish(changes);
-        count
+        self.machine.handle_timeout(now);
+        self.settle(now)
     }
 
     /// The earliest expiry.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.ingest.next_deadline()
+        self.machine.next_deadline()
     }
 
     /// Participants across all calls now.
     pub fn live_participants(&self) -> usize {
-        self.live
+        self.machine.stats().participants
     }
 
-    /// Entries (keyed and unkeyed) in the sticky map now.
+    /// Visible entries (keyed and unkeyed) in the sticky map now.
     pub fn sticky_entries(&self) -> usize {
-        self.ingest.map.len()
+        self.machine.stats().sticky_entries
     }
 
-    /// The calls that have participants now, as `(room, slot)`.
-    pub fn active_calls(&self) -> Vec<(matrix_sdk::ruma::OwnedRoomId, String)> {
-        self.registry
-            .active_calls()
-            .into_iter()
-            .map(|key| (key.room_id, key.slot_id))
-            .collect()
+    /// The calls that have participants now, sorted.
+    pub fn active_calls(&self) -> Vec<CallId> {
+        self.registry.active_calls()
     }
 
     /// The observable view of one call.
-    pub fn call(&self, room_id: &RoomId, slot_id: &str) -> RtcCallView {
-        RtcCallView::new(self.registry.call(&CallKey::new(room_id, slot_id)))
+    pub fn call(&self, call: &CallId) -> RtcCallView {
+        RtcCallView::new(self.registry.call(call))
     }
 
     /// Diagnostics collected so far (rejected events and memberships), oldest first.
-    pub fn take_diagnostics(&mut self) -> Vec<crate::Diagnostic> {
-        self.ingest.drain_model_diagnostics();
-        std::mem::take(&mut self.ingest.diagnostics)
+    pub fn take_diagnostics(&mut self) -> Vec<Diagnostic> {
+        std::mem::take(&mut self.diagnostics)
     }
 
-    fn answer_member_queries(&mut self, changes: &mut Vec<SessionChange>) {
-        while let Some(query) = self.ingest.poll_member_query() {
-            changes.extend(self.ingest.model.handle_room_member(
-                &query.room_id,
-                &query.user_id,
-                true,
-            ));
-        }
-    }
-
-    fn publish(&mut self, changes: Vec<SessionChange>) {
-        for change in &changes {
-            match change {
-                SessionChange::Joined(_) => self.live += 1,
-                SessionChange::Left { .. } => self.live = self.live.saturating_sub(1),
-                _ => {}
+    /// Answers what the machine asks (every sender is joined; nothing is sent or decrypted)
+    /// and publishes its updates; returns the number of session changes.
+    fn settle(&mut self, now: Instant) -> usize {
+        let mut changes = 0;
+        loop {
+            let mut answered = false;
+            while let Some(request) = self.machine.poll_request() {
+                let outcome = match request.kind() {
+                    RequestKind::QueryMember { .. } => Outcome::Member { joined: true },
+                    RequestKind::Decrypt { .. } => Outcome::MissingRoomKey,
+                    RequestKind::CheckNewDevices { .. } => Outcome::NewDevices { added: false },
+                    _ => Outcome::Http(RequestOutcome::Network),
+                };
+                self.machine.handle_response(request.id(), outcome, now);
+                answered = true;
+            }
+            let updates: Vec<Update> = std::iter::from_fn(|| self.machine.poll_update()).collect();
+            changes += updates
+                .iter()
+                .filter(|update| matches!(update, Update::SessionChange(_)))
+                .count();
+            for update in &updates {
+                if let Update::Diagnostic(diagnostic) = update {
+                    self.diagnostics.push(diagnostic.clone());
+                }
+            }
+            let _ = self.registry.apply(updates);
+            if !answered {
+                return changes;
             }
         }
-        publish(&self.registry, changes);
     }
 }

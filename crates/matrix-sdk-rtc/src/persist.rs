@@ -1,5 +1,6 @@
-//! Our own calls, kept in the client's state store across restarts: the member ID and the
-//! pending delayed leave of every call we are in. After a restart (or a crash) the old
+//! Our own calls, kept in the client's state store across restarts: the record the machine
+//! publishes ([`OwnCallRecords`]: the member ID and the pending delayed leave of every call we
+//! are in). This module only stores and loads it. After a restart (or a crash) the old
 //! membership is then ended at once, instead of lingering until its delayed leave fires, and
 //! the app can offer to resume the call.
 //!
@@ -7,68 +8,15 @@
 //! ID is a bearer secret (anyone holding it can send or cancel our leave). With a passphrase,
 //! the value is encrypted with a [`StoreCipher`] whose key is itself stored encrypted with the
 //! passphrase. Without one, every store of the client is plaintext anyway, and so is this.
-use std::collections::BTreeMap;
-
-use matrix_sdk::{
-    Client,
-    ruma::{OwnedRoomId, RoomId},
-};
+use matrix_rtc_machine::OwnCallRecords;
+use matrix_sdk::Client;
 use matrix_sdk_store_encryption::StoreCipher;
-use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 /// Where our calls are kept.
 const CALLS_KEY: &[u8] = b"matrix-sdk-rtc/own-calls/v1";
 /// Where the cipher for [`CALLS_KEY`] is kept (encrypted with the store passphrase).
 const CIPHER_KEY: &[u8] = b"matrix-sdk-rtc/own-calls-cipher/v1";
-
-/// One call we are in, as persisted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct OwnCallRecord {
-    pub(crate) room_id: OwnedRoomId,
-    pub(crate) slot_id: String,
-    pub(crate) member_id: String,
-    /// Our scheduled delayed leave, when one is armed.
-    pub(crate) delay_id: Option<String>,
-    pub(crate) sticky_duration_ms: u64,
-}
-
-/// Every call we are in, keyed by `(room, slot)`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct OwnCalls {
-    calls: BTreeMap<String, OwnCallRecord>,
-}
-
-impl OwnCalls {
-    fn key(room_id: &RoomId, slot_id: &str) -> String {
-        format!("{room_id}|{slot_id}")
-    }
-
-    pub(crate) fn get_mut(
-        &mut self,
-        room_id: &RoomId,
-        slot_id: &str,
-    ) -> Option<&mut OwnCallRecord> {
-        self.calls.get_mut(&Self::key(room_id, slot_id))
-    }
-
-    pub(crate) fn insert(&mut self, record: OwnCallRecord) {
-        self.calls
-            .insert(Self::key(&record.room_id, &record.slot_id), record);
-    }
-
-    pub(crate) fn remove(&mut self, room_id: &RoomId, slot_id: &str) -> Option<OwnCallRecord> {
-        self.calls.remove(&Self::key(room_id, slot_id))
-    }
-
-    pub(crate) fn records(&self) -> impl Iterator<Item = &OwnCallRecord> {
-        self.calls.values()
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.calls.is_empty()
-    }
-}
 
 /// How persisted calls are protected.
 #[derive(Clone)]
@@ -93,7 +41,7 @@ impl std::fmt::Debug for Protection {
     }
 }
 
-/// Reads and writes [`OwnCalls`] in the client's state store.
+/// Reads and writes [`OwnCallRecords`] in the client's state store.
 #[derive(Debug, Clone)]
 pub(crate) struct CallStore {
     client: Client,
@@ -114,34 +62,34 @@ impl CallStore {
     }
 
     /// What was persisted; nothing (with a logged reason) when it cannot be read.
-    pub(crate) async fn load(&self) -> OwnCalls {
+    pub(crate) async fn load(&self) -> OwnCallRecords {
         if matches!(self.protection, Protection::Disabled) {
-            return OwnCalls::default();
+            return OwnCallRecords::default();
         }
         let bytes = match self.client.state_store().get_custom_value(CALLS_KEY).await {
             Ok(Some(bytes)) => bytes,
-            Ok(None) => return OwnCalls::default(),
+            Ok(None) => return OwnCallRecords::default(),
             Err(error) => {
                 warn!(%error, "could not read our persisted calls");
-                return OwnCalls::default();
+                return OwnCallRecords::default();
             }
         };
         let decoded = match &self.protection {
             Protection::Encrypted(cipher) => cipher
-                .decrypt_value::<OwnCalls>(&bytes)
+                .decrypt_value::<OwnCallRecords>(&bytes)
                 .map_err(|e| e.to_string()),
             Protection::Plain | Protection::Disabled => {
-                serde_json::from_slice::<OwnCalls>(&bytes).map_err(|e| e.to_string())
+                serde_json::from_slice::<OwnCallRecords>(&bytes).map_err(|e| e.to_string())
             }
         };
         decoded.unwrap_or_else(|error| {
             warn!(%error, "persisted calls unreadable (another passphrase?); ignoring them");
-            OwnCalls::default()
+            OwnCallRecords::default()
         })
     }
 
     /// Replaces what is persisted.
-    pub(crate) async fn save(&self, calls: &OwnCalls) {
+    pub(crate) async fn save(&self, calls: &OwnCallRecords) {
         if matches!(self.protection, Protection::Disabled) {
             return;
         }

@@ -31,15 +31,17 @@ mod send;
 mod sync;
 pub(crate) mod wire;
 
-pub use self::{
-    delayed::{DelayId, DelayedEventAction, DelayedEventInfo, DelayedEventsLimits},
-    error::RequestError,
-};
+#[cfg(test)]
+pub(crate) use self::delayed::DelayedEventInfo;
+pub(crate) use self::delayed::{DelayId, DelayedEventAction, DelayedEventsLimits};
+pub use self::error::RequestError;
+#[cfg(test)]
+use self::{delayed::DelayedListEndpoint, send::SendStateEndpoint};
 use self::{
-    delayed::{DelayedActionBodyEndpoint, DelayedActionEndpoint, DelayedListEndpoint},
+    delayed::{DelayedActionBodyEndpoint, DelayedActionEndpoint},
     discovery::{CapabilitiesEndpoint, RtcTransportsEndpoint},
     endpoint::{Answer, Call, Endpoint},
-    send::{SendEventEndpoint, SendStateEndpoint},
+    send::SendEventEndpoint,
     sync::SlidingSyncEndpoint,
 };
 pub(crate) use self::{
@@ -62,7 +64,7 @@ const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// server supports a feature (see [`ServerFeatures`](crate::ServerFeatures)); a server without
 /// MSC4354 or MSC4140 silently ignores the parameters.
 #[derive(Debug, Clone)]
-pub struct HomeserverApi {
+pub(crate) struct HomeserverApi {
     client: Client,
     request_timeout: Duration,
     /// Set once the per-action management path got `M_UNRECOGNIZED` and the body form worked.
@@ -71,7 +73,7 @@ pub struct HomeserverApi {
 
 impl HomeserverApi {
     /// Wraps a logged-in client.
-    pub fn new(client: Client) -> Self {
+    pub(crate) fn new(client: Client) -> Self {
         Self {
             client,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
@@ -79,15 +81,8 @@ impl HomeserverApi {
         }
     }
 
-    /// Sets the time limit of each request.
-    #[must_use]
-    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
-        self.request_timeout = timeout;
-        self
-    }
-
     /// The wrapped client.
-    pub fn client(&self) -> &Client {
+    pub(crate) fn client(&self) -> &Client {
         &self.client
     }
 
@@ -97,7 +92,7 @@ impl HomeserverApi {
     /// `content` is sent as is (encrypt it first in encrypted rooms, and pass
     /// `m.room.encrypted` as the type). Reuse `txn_id` when retrying the same send.
     #[instrument(skip(self, content))]
-    pub async fn send_sticky(
+    pub(crate) async fn send_sticky(
         &self,
         room_id: &RoomId,
         event_type: &str,
@@ -123,7 +118,7 @@ impl HomeserverApi {
     ///
     /// Fails with [`RequestError::DelayIgnored`] when the server sent the event at once.
     #[instrument(skip(self, content))]
-    pub async fn send_sticky_delayed(
+    pub(crate) async fn send_sticky_delayed(
         &self,
         room_id: &RoomId,
         event_type: &str,
@@ -174,9 +169,10 @@ impl HomeserverApi {
         self.call(call, context, self.request_timeout).await
     }
 
+    #[cfg(test)] // Only the tests of this layer send state or list delayed events.
     /// Sends a state event now and returns its event id.
     #[instrument(skip(self, content))]
-    pub async fn send_state(
+    pub(crate) async fn send_state(
         &self,
         room_id: &RoomId,
         event_type: &str,
@@ -198,12 +194,13 @@ impl HomeserverApi {
         send::sent_event_id(answer.body)
     }
 
+    #[cfg(test)] // Only the tests of this layer send state or list delayed events.
     /// Schedules a state event to be sent after `delay` (`org.matrix.msc4140.delay`) and
     /// returns its delay id.
     ///
     /// Fails with [`RequestError::DelayIgnored`] when the server sent the event at once.
     #[instrument(skip(self, content))]
-    pub async fn send_delayed_state(
+    pub(crate) async fn send_delayed_state(
         &self,
         room_id: &RoomId,
         event_type: &str,
@@ -234,7 +231,7 @@ impl HomeserverApi {
     /// which form works. 404 [`RequestError::NotFound`] means the event is unknown, already
     /// fired or cancelled.
     #[instrument(skip(self, delay_id))]
-    pub async fn update_delayed_event(
+    pub(crate) async fn update_delayed_event(
         &self,
         delay_id: &DelayId,
         action: DelayedEventAction,
@@ -267,7 +264,7 @@ impl HomeserverApi {
     ) -> Result<(), RequestError> {
         if body_form {
             let body = to_raw_json(&wire::DelayedActionBody {
-                action: action.as_wire(),
+                action: delayed::action_wire(action),
             })?;
             let call = Call::<DelayedActionBodyEndpoint>::new(
                 vec![delay_id.as_str().to_owned()],
@@ -278,7 +275,10 @@ impl HomeserverApi {
                 .await?;
         } else {
             let call = Call::<DelayedActionEndpoint>::new(
-                vec![delay_id.as_str().to_owned(), action.as_wire().to_owned()],
+                vec![
+                    delay_id.as_str().to_owned(),
+                    delayed::action_wire(action).to_owned(),
+                ],
                 String::new(),
                 None,
             );
@@ -288,9 +288,10 @@ impl HomeserverApi {
         Ok(())
     }
 
+    #[cfg(test)] // Only the tests of this layer send state or list delayed events.
     /// Lists our own scheduled delayed events. Entries the server lists without a usable
     /// `delay_id`, `room_id` or `type` are skipped.
-    pub async fn delayed_events(&self) -> Result<Vec<DelayedEventInfo>, RequestError> {
+    pub(crate) async fn delayed_events(&self) -> Result<Vec<DelayedEventInfo>, RequestError> {
         let call = Call::<DelayedListEndpoint>::new(Vec::new(), String::new(), None);
         let answer = self
             .call(call, RequestContext::Plain, self.request_timeout)
@@ -302,7 +303,7 @@ impl HomeserverApi {
     ///
     /// The capability may be missing where delayed events work: detect support with
     /// [`ServerFeatures`](crate::ServerFeatures) and read only limits here.
-    pub async fn delayed_events_limits(&self) -> Result<DelayedEventsLimits, RequestError> {
+    pub(crate) async fn delayed_events_limits(&self) -> Result<DelayedEventsLimits, RequestError> {
         let call = Call::<CapabilitiesEndpoint>::new(Vec::new(), String::new(), None);
         let answer = self
             .call(call, RequestContext::Plain, self.request_timeout)
@@ -312,7 +313,7 @@ impl HomeserverApi {
 
     /// The RTC transports the homeserver offers, in its order of preference, each raw JSON
     /// (`GET .../org.matrix.msc4143/rtc/transports`; empty when none are configured).
-    pub async fn rtc_transports(&self) -> Result<Vec<Box<RawValue>>, RequestError> {
+    pub(crate) async fn rtc_transports(&self) -> Result<Vec<Box<RawValue>>, RequestError> {
         let call = Call::<RtcTransportsEndpoint>::new(Vec::new(), String::new(), None);
         let answer = self
             .call(call, RequestContext::Plain, self.request_timeout)
@@ -367,22 +368,4 @@ fn to_raw_json<T: Serialize>(value: &T) -> Result<Box<RawValue>, RequestError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::{encode_query, millis};
-
-    #[test]
-    fn millis_saturates() {
-        assert_eq!(millis(Duration::from_secs(2)), 2000);
-        assert_eq!(millis(Duration::MAX), u64::MAX);
-    }
-
-    #[test]
-    fn query_encoding() {
-        assert_eq!(
-            encode_query(&[("a", "1"), ("b.c", "x y")]).unwrap(),
-            "a=1&b.c=x+y"
-        );
-    }
-}
+mod tests;

@@ -1,5 +1,5 @@
 //! What the homeserver supports, from `/versions` flags and the delayed-events capability
-//! (protocol.md §8).
+//! (docs/protocol.md §8).
 //!
 //! Servers without a feature silently ignore its query parameters, so check before the first
 //! send. Flags count only when they are `true` (Synapse reports `false` for features it has
@@ -74,7 +74,8 @@ impl ServerFeatures {
     /// Reads the features through matrix-sdk's cached `/versions` answer (the SDK fetches it
     /// when nothing is cached and refreshes it in the background when it is stale), plus the
     /// delayed-events limits when delayed events are supported.
-    pub async fn fetch(client: &Client) -> Result<Self, RequestError> {
+    #[cfg(test)] // The pump always asks afresh; the tests use the cache too.
+    pub(crate) async fn fetch(client: &Client) -> Result<Self, RequestError> {
         let flags = client
             .unstable_features()
             .await
@@ -85,7 +86,7 @@ impl ServerFeatures {
 
     /// Like [`ServerFeatures::fetch`], but asks the server for `/versions` again instead of
     /// using the cache (for instance after a reconnection).
-    pub async fn fetch_fresh(client: &Client) -> Result<Self, RequestError> {
+    pub(crate) async fn fetch_fresh(client: &Client) -> Result<Self, RequestError> {
         let versions = client
             .fetch_server_versions(Some(RequestConfig::new().disable_retry()))
             .await

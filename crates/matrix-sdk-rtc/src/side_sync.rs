@@ -1,5 +1,5 @@
 //! The side connection: a simplified sliding sync connection of our own that carries only the
-//! sticky-events extension (protocol.md §3.2, §3.3).
+//! sticky-events extension (docs/protocol.md §3.2, §3.3).
 //!
 //! It uses its own `conn_id`, one list covering every room with no timeline, and never enables
 //! the `to_device`, `e2ee`, `account_data`, `receipts` or `typing` extensions: a second
@@ -7,21 +7,25 @@
 //! every live sticky event, so nothing needs to be stored; replays are normal and the caller
 //! merges by event id.
 //!
-//! The loop does not spawn: the caller spawns [`SideSync::run`] (or [`run_side_sync`]) and ends
-//! it with the shutdown future, or by dropping it.
+//! Each page is parsed by the one sticky parser of the workspace and handed to the pump as a
+//! [`SyncInput::SidePage`]; the pump's bounded queue pushes back on the connection when the
+//! machine is behind. A failure is reported as [`SyncInput::SideDown`], so that the machine
+//! publishes what it held back while catching up.
+//!
+//! The loop does not spawn: the caller spawns [`SideSync::run`] and ends it with the shutdown
+//! future, or by dropping it.
 
-use std::{
-    future::Future,
-    pin::pin,
-    time::{Duration, Instant},
-};
+use std::{future::Future, pin::pin, time::Duration};
 
 use eyeball::{SharedObservable, Subscriber};
-use matrix_sdk::{Client, ruma::OwnedRoomId};
-use serde_json::value::RawValue;
+use matrix_sdk::Client;
+use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::requests::{HomeserverApi, RequestError, millis};
+use crate::{
+    pump::SyncInput,
+    requests::{HomeserverApi, RequestError, millis},
+};
 
 mod state;
 
@@ -37,24 +41,6 @@ const DEFAULT_PAGE_LIMIT: u64 = 100;
 const DEFAULT_BACKOFF_MIN: Duration = Duration::from_millis(500);
 /// Default longest wait after failures.
 const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(30);
-
-/// The sticky events of one side-connection response.
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct SideSyncBatch {
-    /// When the HTTP response arrived (monotonic); sticky TTLs count from here.
-    pub received_at: Instant,
-    /// The wall clock at the same moment, in milliseconds since the Unix epoch.
-    pub received_wall_ms: u64,
-    /// Sticky events per room, each raw and unchecked (it may not even be an object).
-    pub rooms: Vec<(OwnedRoomId, Vec<Box<RawValue>>)>,
-    /// The server had nothing more right now: this page was shorter than the page limit.
-    /// While `false`, more pages follow at once and older values may show briefly.
-    pub caught_up: bool,
-    /// This is the first batch of a fresh connection that replaced a dropped one: every live
-    /// sticky event is replayed from here.
-    pub restarted: bool,
-}
 
 /// What the side connection is doing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +70,7 @@ pub enum SideSyncStatus {
 
 /// A side connection, configured and not yet running.
 #[derive(Debug)]
-pub struct SideSync {
+pub(crate) struct SideSync {
     api: HomeserverApi,
     conn_id: String,
     poll_timeout: Duration,
@@ -97,7 +83,7 @@ pub struct SideSync {
 impl SideSync {
     /// A side connection for this logged-in client, with its own connection id (never the
     /// app's own sliding sync `conn_id`).
-    pub fn new(client: Client, conn_id: impl Into<String>) -> Self {
+    pub(crate) fn new(client: Client, conn_id: impl Into<String>) -> Self {
         Self {
             api: HomeserverApi::new(client),
             conn_id: conn_id.into(),
@@ -111,14 +97,15 @@ impl SideSync {
 
     /// Sets the long-poll timeout (default 30 s). Each request may take 10 s longer.
     #[must_use]
-    pub fn with_poll_timeout(mut self, timeout: Duration) -> Self {
+    pub(crate) fn with_poll_timeout(mut self, timeout: Duration) -> Self {
         self.poll_timeout = timeout;
         self
     }
 
     /// Sets the number of sticky events per page, between 1 and 100 (default 100).
     #[must_use]
-    pub fn with_page_limit(mut self, limit: u64) -> Self {
+    #[cfg(test)]
+    pub(crate) fn with_page_limit(mut self, limit: u64) -> Self {
         self.page_limit = limit.clamp(1, DEFAULT_PAGE_LIMIT);
         self
     }
@@ -126,26 +113,27 @@ impl SideSync {
     /// Sets the backoff after failures: `min` doubled per failure, at most `max`
     /// (default 0.5 s to 30 s), reset by a success.
     #[must_use]
-    pub fn with_backoff(mut self, min: Duration, max: Duration) -> Self {
+    #[cfg(test)]
+    pub(crate) fn with_backoff(mut self, min: Duration, max: Duration) -> Self {
         self.backoff_min = min;
         self.backoff_max = max.max(min);
         self
     }
 
     /// The status, current value and updates.
-    pub fn subscribe_status(&self) -> Subscriber<SideSyncStatus> {
+    pub(crate) fn subscribe_status(&self) -> Subscriber<SideSyncStatus> {
         self.status.subscribe()
     }
 
-    /// Runs the connection until `shutdown` completes (returns `Ok`) or the server turns out
-    /// not to serve sliding sync (returns the error). Every answer, even an empty one, is
-    /// handed to `sink`.
+    /// Runs the connection until `shutdown` completes (returns `Ok`), the pump's queue closes
+    /// (returns `Ok`), or the server turns out not to serve sliding sync (returns the error).
+    /// Every answer, even an empty one, goes to `sink`.
     ///
-    /// Any 400 answer restarts the connection without `pos` and `since` (the next batch has
-    /// [`SideSyncBatch::restarted`] set); other failures back off. Rate limits are honoured.
-    pub async fn run(
+    /// Any 400 answer restarts the connection without `pos` and `since` (the next page is
+    /// flagged `restarted`); other failures back off. Rate limits are honoured.
+    pub(crate) async fn run(
         self,
-        mut sink: impl FnMut(SideSyncBatch) + Send,
+        sink: mpsc::Sender<SyncInput>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), RequestError> {
         let Self {
@@ -174,17 +162,24 @@ impl SideSync {
                 Ok(page) => {
                     let flags = cursor.handle_page(&page);
                     status.set_if_not_eq(SideSyncStatus::Running);
-                    sink(SideSyncBatch {
-                        received_at: page.received_at,
-                        received_wall_ms: page.received_wall_ms,
-                        rooms: page.rooms,
-                        caught_up: flags.caught_up,
-                        restarted: flags.restarted,
-                    });
+                    let input = SyncInput::SidePage {
+                        batch: page.batch,
+                        flags,
+                    };
+                    // Back-pressure: wait while the pump's queue is full.
+                    let sent = tokio::select! {
+                        sent = sink.send(input) => sent.is_ok(),
+                        () = &mut shutdown => break,
+                    };
+                    if !sent {
+                        break;
+                    }
                     continue;
                 }
                 Err(error) => error,
             };
+            // Whatever the machine held back while catching up is published now.
+            let _ = sink.try_send(SyncInput::SideDown);
             match cursor.handle_error(&error) {
                 AfterError::Restart => {
                     info!(%error, "side connection dropped by the server, restarting");
@@ -214,14 +209,4 @@ impl SideSync {
         status.set(SideSyncStatus::Stopped);
         Ok(())
     }
-}
-
-/// Runs a side connection with the default settings; see [`SideSync::run`].
-pub async fn run_side_sync(
-    client: Client,
-    conn_id: String,
-    sink: impl FnMut(SideSyncBatch) + Send,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), RequestError> {
-    SideSync::new(client, conn_id).run(sink, shutdown).await
 }

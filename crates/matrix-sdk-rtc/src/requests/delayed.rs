@@ -1,16 +1,14 @@
 //! Delayed events (MSC4140): ids, management actions, the list of our scheduled events, and
-//! the limits the server advertises (protocol.md §6).
+//! the limits the server advertises (docs/protocol.md §6).
 
-use std::fmt;
-
+#[cfg(test)]
 use matrix_sdk::ruma::{OwnedRoomId, RoomId};
-use serde_json::{Value, value::RawValue};
+use serde_json::Value;
+#[cfg(test)]
+use serde_json::value::RawValue;
 use tracing::warn;
 
-use super::{
-    endpoint::endpoint,
-    wire::{self, DelayedEventEntry, DelayedListResponse},
-};
+use super::{endpoint::endpoint, wire};
 
 endpoint!(
     /// `POST .../delayed_events/{delay_id}/{action}` with `{}`.
@@ -20,93 +18,63 @@ endpoint!(
     /// `POST .../delayed_events/{delay_id}` with `{"action": ...}`.
     DelayedActionBodyEndpoint: POST wire::DELAYED_ACTION_BODY_PATH => wire::IgnoredResponse
 );
+#[cfg(test)]
 endpoint!(
     /// `GET .../delayed_events`.
-    DelayedListEndpoint: GET wire::DELAYED_LIST_PATH => DelayedListResponse
+    DelayedListEndpoint: GET wire::DELAYED_LIST_PATH => wire::DelayedListResponse
 );
 
-/// The id of a scheduled delayed event.
-///
-/// Anyone holding it can restart, send or cancel the event on some servers (protocol.md §6.3),
-/// so treat it as a secret: its `Debug` output shows only a short prefix.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct DelayId(String);
+/// What to do with a scheduled delayed event: the machine's type.
+pub(crate) use matrix_rtc_machine::DelayedAction as DelayedEventAction;
+/// The one delay-id type of the workspace (a secret: its `Debug` shows none of it).
+pub(crate) use matrix_rtc_membership::DelayId;
 
-impl DelayId {
-    /// Wraps an id the server returned.
-    pub fn new(id: impl Into<String>) -> Self {
-        Self(id.into())
-    }
-
-    /// The id as sent to the server.
-    pub fn as_str(&self) -> &str {
-        &self.0
+/// The management path segment or body value of an action.
+pub(crate) fn action_wire(action: DelayedEventAction) -> &'static str {
+    match action {
+        DelayedEventAction::Restart => wire::ACTION_RESTART,
+        DelayedEventAction::Cancel => wire::ACTION_CANCEL,
+        DelayedEventAction::Send => wire::ACTION_SEND,
     }
 }
 
-impl fmt::Debug for DelayId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let prefix: String = self.0.chars().take(6).collect();
-        write!(f, "DelayId({prefix}…)")
-    }
-}
-
-/// What to do with a scheduled delayed event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DelayedEventAction {
-    /// Fire at now plus the original delay (the heartbeat).
-    Restart,
-    /// Never fire.
-    Cancel,
-    /// Fire now.
-    Send,
-}
-
-impl DelayedEventAction {
-    pub(crate) fn as_wire(self) -> &'static str {
-        match self {
-            Self::Restart => wire::ACTION_RESTART,
-            Self::Cancel => wire::ACTION_CANCEL,
-            Self::Send => wire::ACTION_SEND,
-        }
-    }
-}
-
-/// One of our scheduled delayed events, as listed by the server.
+/// One of our scheduled delayed events, as listed by the server (only the tests list them).
+#[cfg(test)]
 #[derive(Debug, Clone)]
 #[non_exhaustive]
-pub struct DelayedEventInfo {
+pub(crate) struct DelayedEventInfo {
     /// Its id.
-    pub delay_id: DelayId,
+    pub(crate) delay_id: DelayId,
     /// The room it will be sent to.
-    pub room_id: OwnedRoomId,
+    pub(crate) room_id: OwnedRoomId,
     /// The event type.
-    pub event_type: String,
+    pub(crate) event_type: String,
     /// The state key, for a delayed state event.
-    pub state_key: Option<String>,
+    pub(crate) state_key: Option<String>,
     /// The content that will be sent, as the server holds it.
-    pub content: Option<Box<RawValue>>,
+    pub(crate) content: Option<Box<RawValue>>,
     /// The delay, in milliseconds (`delay_ms`, formerly `delay`).
-    pub delay_ms: Option<u64>,
+    pub(crate) delay_ms: Option<u64>,
     /// When the countdown last (re)started, in milliseconds since the Unix epoch
     /// (`scheduled_at`, `delayed_since_ts` or `running_since`).
-    pub scheduled_at_ms: Option<u64>,
+    pub(crate) scheduled_at_ms: Option<u64>,
 }
 
 /// The delayed-events limits of the server's capabilities; a `None` field means no limit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct DelayedEventsLimits {
+pub(crate) struct DelayedEventsLimits {
     /// Whether the server advertised the capability at all.
-    pub advertised: bool,
+    pub(crate) advertised: bool,
     /// Longest delay accepted, in milliseconds.
-    pub max_delay_ms: Option<u64>,
+    pub(crate) max_delay_ms: Option<u64>,
     /// Most delayed events one user may have scheduled.
-    pub max_scheduled: Option<u64>,
+    pub(crate) max_scheduled: Option<u64>,
 }
 
 /// Reads the entries of a list answer, skipping (and logging) the unusable ones.
-pub(crate) fn parse_delayed_list(response: DelayedListResponse) -> Vec<DelayedEventInfo> {
+#[cfg(test)]
+pub(crate) fn parse_delayed_list(response: wire::DelayedListResponse) -> Vec<DelayedEventInfo> {
     let entries = response
         .delayed_events
         .or(response.scheduled)
@@ -117,8 +85,9 @@ pub(crate) fn parse_delayed_list(response: DelayedListResponse) -> Vec<DelayedEv
         .collect()
 }
 
+#[cfg(test)]
 fn parse_delayed_entry(raw: &RawValue) -> Option<DelayedEventInfo> {
-    let entry: DelayedEventEntry = match serde_json::from_str(raw.get()) {
+    let entry: wire::DelayedEventEntry = match serde_json::from_str(raw.get()) {
         Ok(entry) => entry,
         Err(error) => {
             warn!(%error, "skipping a malformed delayed event in the list");
@@ -140,7 +109,7 @@ fn parse_delayed_entry(raw: &RawValue) -> Option<DelayedEventInfo> {
     };
     let number = |value: Option<Value>| value.as_ref().and_then(Value::as_u64);
     Some(DelayedEventInfo {
-        delay_id: DelayId(delay_id),
+        delay_id: DelayId::new(delay_id),
         room_id,
         event_type,
         state_key: entry.state_key,
@@ -189,7 +158,7 @@ mod tests {
     #[test]
     fn delay_id_debug_is_redacted() {
         let id = DelayId::new("syd_OUoLItElgVdDJiYFIBzs");
-        assert_eq!(format!("{id:?}"), "DelayId(syd_OU…)");
+        assert_eq!(format!("{id:?}"), "DelayId(<redacted>)");
         assert_eq!(id.as_str(), "syd_OUoLItElgVdDJiYFIBzs");
     }
 

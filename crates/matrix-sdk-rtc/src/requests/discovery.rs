@@ -1,4 +1,4 @@
-//! What the server offers: its capabilities and its RTC transports (protocol.md §6.6, §5.10).
+//! What the server offers: its capabilities and its RTC transports (docs/protocol.md §6.6, §5.10).
 
 use serde_json::value::RawValue;
 

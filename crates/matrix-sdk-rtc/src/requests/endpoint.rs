@@ -5,7 +5,7 @@
 //! implements ruma's `OutgoingRequest`, so `Client::send` runs it with the SDK's authentication,
 //! token refresh and error handling. Errors are parsed the way ruma does, except that the whole
 //! JSON body of `M_UNKNOWN` errors is kept (ruma's typed error drops the MSC4140 fields that
-//! travel in them, protocol.md §6.5).
+//! travel in them, docs/protocol.md §6.5).
 
 use std::{
     fmt,

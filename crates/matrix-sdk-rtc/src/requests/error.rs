@@ -1,5 +1,5 @@
 //! One error type for every request of the HTTP layer, and the single function that maps
-//! matrix-sdk's [`HttpError`] onto it (protocol.md §6.3, §6.5, §3.2).
+//! matrix-sdk's [`HttpError`] onto it (docs/protocol.md §6.3, §6.5, §3.2).
 
 use std::time::{Duration, SystemTime};
 
@@ -135,7 +135,7 @@ pub(crate) enum RequestContext {
 /// Maps a matrix-sdk error onto [`RequestError`].
 ///
 /// The order of the checks matters: rate limits first, then "endpoint unknown", then the
-/// context-specific meanings, then the delayed-events errors of §6.5 in every form seen, then
+/// context-specific meanings, then the delayed-events errors of docs/protocol.md §6.5 in every form seen, then
 /// the generic status codes.
 pub(crate) fn map_http_error(error: &HttpError, context: RequestContext) -> RequestError {
     #[allow(unreachable_patterns)] // `HttpError` has a platform-specific variant

@@ -1,4 +1,4 @@
-//! Event sends with the sticky and delay query parameters (protocol.md §2, §6.1, §6.2).
+//! Event sends with the sticky and delay query parameters (docs/protocol.md §2, §6.1, §6.2).
 
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ endpoint!(
     /// `PUT /rooms/{room_id}/send/{event_type}/{txn_id}`.
     SendEventEndpoint: PUT wire::SEND_EVENT_PATH => SendResponse
 );
+#[cfg(test)]
 endpoint!(
     /// `PUT /rooms/{room_id}/state/{event_type}/{state_key}`.
     SendStateEndpoint: PUT wire::SEND_STATE_PATH => SendResponse

@@ -1,22 +1,19 @@
-//! The side connection's simplified sliding sync request (protocol.md §3.2, §3.3).
+//! The side connection's simplified sliding sync request (docs/protocol.md §3.2, §3.3).
 //!
 //! The request enables one list covering every room and only the sticky-events extension. The
-//! answer is read leniently: everything but `pos` and our extension is skipped, each room and
-//! each event is kept raw, and a malformed part costs only itself.
+//! answer is read leniently: everything but `pos` and our extension is skipped, and the
+//! extension goes through the one sticky parser, where a malformed part costs only itself.
 
-use std::{collections::BTreeMap, time::Instant};
+use std::collections::BTreeMap;
 
-use matrix_sdk::ruma::{OwnedRoomId, RoomId};
+use matrix_sticky_events::{BatchError, Receipt, StickyBatch, parse_sticky_batch};
 use serde_json::value::{RawValue, to_raw_value};
 use tracing::warn;
 
 use super::{
     RequestError,
     endpoint::{Answer, endpoint},
-    wire::{
-        self, SlidingSyncResponse, SlidingSyncResponseExtensions, StickyExtensionResponse,
-        StickyExtensionRoom,
-    },
+    wire::{self, SlidingSyncResponse, SlidingSyncResponseExtensions},
 };
 
 endpoint!(
@@ -77,16 +74,10 @@ impl SyncRequest<'_> {
 pub(crate) struct SyncPage {
     /// The connection position to send back as `pos`.
     pub(crate) pos: String,
-    /// The extension's `next_batch`, to send back as `since`; `None` means keep the old one.
-    pub(crate) next_batch: Option<String>,
-    /// Sticky events per room, each event raw and unchecked.
-    pub(crate) rooms: Vec<(OwnedRoomId, Vec<Box<RawValue>>)>,
-    /// How many events the server delivered in this page (for paging against `limit`).
-    pub(crate) event_count: usize,
-    /// When the response arrived (monotonic).
-    pub(crate) received_at: Instant,
-    /// When the response arrived, in milliseconds since the Unix epoch.
-    pub(crate) received_wall_ms: u64,
+    /// Our extension, parsed by the one sticky parser of the workspace
+    /// ([`parse_sticky_batch`]): every event on its own, a bad part costing only itself.
+    /// Empty when the extension is absent (nothing new).
+    pub(crate) batch: StickyBatch,
 }
 
 impl SyncPage {
@@ -97,63 +88,42 @@ impl SyncPage {
             received_at,
             received_wall_ms,
         } = answer;
-        let mut page = Self {
-            pos: body.pos,
-            next_batch: None,
-            rooms: Vec::new(),
-            event_count: 0,
-            received_at,
-            received_wall_ms,
-        };
-        if let Some(raw) = body.extensions {
-            match serde_json::from_str::<SlidingSyncResponseExtensions>(raw.get()) {
-                Ok(SlidingSyncResponseExtensions {
-                    sticky_events: Some(raw),
-                }) => {
-                    page.read_extension(&raw);
+        let receipt = Receipt::new(received_at, received_wall_ms);
+        let batch = body
+            .extensions
+            .and_then(|raw| {
+                match serde_json::from_str::<SlidingSyncResponseExtensions>(raw.get()) {
+                    Ok(extensions) => extensions.sticky_events,
+                    Err(error) => {
+                        warn!(%error, "ignoring malformed sliding sync extensions");
+                        None
+                    }
                 }
-                Ok(_) => {}
-                Err(error) => warn!(%error, "ignoring malformed sliding sync extensions"),
-            }
+            })
+            .map(|raw| {
+                parse_sticky_batch(raw.get(), receipt).unwrap_or_else(|reason| {
+                    warn!(%reason, "ignoring a malformed sticky-events extension response");
+                    StickyBatch {
+                        errors: vec![BatchError { room: None, reason }],
+                        ..StickyBatch::default()
+                    }
+                })
+            })
+            .unwrap_or_default();
+        Self {
+            pos: body.pos,
+            batch,
         }
-        page
     }
 
-    fn read_extension(&mut self, raw: &RawValue) {
-        let extension: StickyExtensionResponse = match serde_json::from_str(raw.get()) {
-            Ok(extension) => extension,
-            Err(error) => {
-                warn!(%error, "ignoring a malformed sticky-events extension response");
-                return;
-            }
-        };
-        self.next_batch = extension.next_batch.and_then(|raw| {
-            let token = serde_json::from_str::<String>(raw.get()).ok();
-            if token.is_none() {
-                warn!("ignoring a sticky-events next_batch that is not a string");
-            }
-            token
-        });
-        for (room_id, raw_room) in extension.rooms.unwrap_or_default() {
-            let room: StickyExtensionRoom = match serde_json::from_str(raw_room.get()) {
-                Ok(room) => room,
-                Err(error) => {
-                    warn!(%error, %room_id, "ignoring a malformed room in the sticky-events extension");
-                    continue;
-                }
-            };
-            self.event_count += room.events.len();
-            let room_id = match RoomId::parse(&room_id) {
-                Ok(room_id) => room_id,
-                Err(error) => {
-                    warn!(%error, "ignoring sticky events for an invalid room id");
-                    continue;
-                }
-            };
-            if !room.events.is_empty() {
-                self.rooms.push((room_id, room.events));
-            }
-        }
+    /// The extension's `next_batch`, to send back as `since`; `None` means keep the old one.
+    pub(crate) fn next_batch(&self) -> Option<&str> {
+        self.batch.next_batch.as_deref()
+    }
+
+    /// How many events the server delivered in this page (for paging against `limit`).
+    pub(crate) fn event_count(&self) -> usize {
+        self.batch.event_count()
     }
 }
 
@@ -229,25 +199,23 @@ mod tests {
     fn synapse_answer() {
         let page = page(
             r#"{"pos":"1/s8","lists":{"all":{"count":1}},"rooms":{"!r":{"initial":true}},
-            "extensions":{"org.matrix.msc4354.sticky_events":{"rooms":{"!r":{"events":[
+            "extensions":{"org.matrix.msc4354.sticky_events":{"rooms":{"!r:x":{"events":[
               {"type":"m.y","event_id":"$e","content":{"msc4354_sticky_key":"k"}}]}},
               "next_batch":"sticky_2"}}}"#,
         );
         assert_eq!(page.pos, "1/s8");
-        assert_eq!(page.next_batch.as_deref(), Some("sticky_2"));
-        assert_eq!(page.event_count, 1);
-        assert_eq!(page.rooms.len(), 1);
-        assert_eq!(page.rooms[0].0.as_str(), "!r");
-        assert!(page.rooms[0].1[0].get().contains("$e"));
-        assert_eq!(page.received_wall_ms, 7);
+        assert_eq!(page.next_batch(), Some("sticky_2"));
+        assert_eq!(page.event_count(), 1);
+        assert_eq!(page.batch.rooms.len(), 1);
+        assert_eq!(page.batch.rooms[0].room_id.as_str(), "!r:x");
     }
 
     #[test]
     fn absent_extension_keeps_nothing() {
         let page = page(r#"{"pos":"2"}"#);
-        assert_eq!(page.next_batch, None);
-        assert!(page.rooms.is_empty());
-        assert_eq!(page.event_count, 0);
+        assert_eq!(page.next_batch(), None);
+        assert!(page.batch.rooms.is_empty());
+        assert_eq!(page.event_count(), 0);
     }
 
     #[test]
@@ -256,31 +224,36 @@ mod tests {
             r#"{"pos":"3","extensions":{"org.matrix.msc4354.sticky_events":{
               "next_batch":5,
               "rooms":{
-                "!bad_room_shape":{"events":"nope"},
+                "!bad_room_shape:x":{"events":"nope"},
                 "not a room id":{"events":[{}]},
-                "!good":{"events":["a string", 42, {"content":"junk"}]},
-                "!empty":{"events":[]}
+                "!good:x":{"events":["a string", 42, {"content":"junk"}]},
+                "!empty:x":{"events":[]}
               }}}}"#,
         );
-        assert_eq!(page.next_batch, None);
-        assert_eq!(page.rooms.len(), 1);
-        assert_eq!(page.rooms[0].0.as_str(), "!good");
-        assert_eq!(page.rooms[0].1.len(), 3);
-        assert_eq!(page.rooms[0].1[0].get(), r#""a string""#);
-        assert_eq!(page.event_count, 4);
+        assert_eq!(page.next_batch(), None);
+        let good = page
+            .batch
+            .rooms
+            .iter()
+            .find(|room| room.room_id.as_str() == "!good:x")
+            .expect("the good room is kept");
+        assert_eq!(good.events.len(), 3);
+        assert!(good.events.iter().all(Result::is_err));
+        assert!(page.batch.errors.len() >= 2, "{:?}", page.batch.errors);
     }
 
     #[test]
     fn malformed_extensions_object_is_ignored() {
         let page = page(r#"{"pos":"5","extensions":"x"}"#);
         assert_eq!(page.pos, "5");
-        assert!(page.rooms.is_empty());
+        assert!(page.batch.rooms.is_empty());
     }
 
     #[test]
-    fn malformed_extension_is_ignored() {
+    fn malformed_extension_is_reported() {
         let page = page(r#"{"pos":"4","extensions":{"org.matrix.msc4354.sticky_events":[1,2]}}"#);
         assert_eq!(page.pos, "4");
-        assert!(page.rooms.is_empty());
+        assert!(page.batch.rooms.is_empty());
+        assert_eq!(page.batch.errors.len(), 1);
     }
 }

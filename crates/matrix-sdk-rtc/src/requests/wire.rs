@@ -1,7 +1,7 @@
 //! Wire names and serde shapes of the HTTP layer: paths, query parameters, capability and
 //! extension names, error codes, `/versions` flags, and the JSON bodies we send and read.
 //!
-//! Everything here follows protocol.md §1, §3.2, §6 and §8. The unstable names are the ones
+//! Everything here follows docs/protocol.md §1, §3.2, §6 and §8. The unstable names are the ones
 //! Synapse 1.163.2 serves; stable names are read where the protocol lists them.
 
 use std::collections::BTreeMap;
@@ -15,6 +15,7 @@ use serde_json::value::RawValue;
 pub(crate) const SEND_EVENT_PATH: &str =
     "/_matrix/client/v3/rooms/{room_id}/send/{event_type}/{txn_id}";
 /// `PUT` a state event, optionally delayed.
+#[cfg(test)]
 pub(crate) const SEND_STATE_PATH: &str =
     "/_matrix/client/v3/rooms/{room_id}/state/{event_type}/{state_key}";
 /// `POST` a delayed-event action, current per-action form (body `{}`).
@@ -24,6 +25,7 @@ pub(crate) const DELAYED_ACTION_PATH: &str =
 pub(crate) const DELAYED_ACTION_BODY_PATH: &str =
     "/_matrix/client/unstable/org.matrix.msc4140/delayed_events/{delay_id}";
 /// `GET` our own scheduled delayed events.
+#[cfg(test)]
 pub(crate) const DELAYED_LIST_PATH: &str =
     "/_matrix/client/unstable/org.matrix.msc4140/delayed_events";
 /// `GET` the server capabilities.
@@ -86,7 +88,7 @@ pub(crate) const DELAYED_EVENTS_CAPABILITY_STABLE: &str = "m.delayed_events";
 /// Name of our single sliding sync list.
 pub(crate) const SIDE_LIST_NAME: &str = "all";
 
-// --- Error codes and error fields (§6.5) ---
+// --- Error codes and error fields (docs/protocol.md §6.5) ---
 
 /// Synapse 1.163.2: delay above `max_event_delay_duration` (maximum only in the message).
 pub(crate) const ERRCODE_DELAY_TOO_LARGE: &str = "ORG.MATRIX.MSC4140_DELAY_TOO_LARGE";
@@ -133,7 +135,8 @@ pub(crate) struct DelayedActionBody<'a> {
 #[derive(Debug, Deserialize)]
 pub(crate) struct IgnoredResponse {}
 
-/// The list of our own delayed events, every form seen (§6.4, §6.7).
+#[cfg(test)]
+/// The list of our own delayed events, every form seen (docs/protocol.md §6.4, §6.7).
 #[derive(Debug, Deserialize)]
 pub(crate) struct DelayedListResponse {
     /// Current form.
@@ -144,6 +147,7 @@ pub(crate) struct DelayedListResponse {
     pub(crate) scheduled: Option<Vec<Box<RawValue>>>,
 }
 
+#[cfg(test)]
 /// One entry of [`DelayedListResponse`], read leniently: numbers as loose JSON, all optional.
 #[derive(Debug, Deserialize)]
 pub(crate) struct DelayedEventEntry {
@@ -196,7 +200,7 @@ pub(crate) struct RtcTransportsResponse {
 /// The side connection's request body: one list, only the sticky-events extension.
 ///
 /// There is deliberately no way to express the `to_device`, `e2ee`, `account_data`,
-/// `receipts` or `typing` extensions here (protocol.md §3.3).
+/// `receipts` or `typing` extensions here (docs/protocol.md §3.3).
 #[derive(Debug, Serialize)]
 pub(crate) struct SlidingSyncBody<'a> {
     pub(crate) conn_id: &'a str,
@@ -242,23 +246,6 @@ pub(crate) struct SlidingSyncResponse {
 pub(crate) struct SlidingSyncResponseExtensions {
     #[serde(default, rename = "org.matrix.msc4354.sticky_events")]
     pub(crate) sticky_events: Option<Box<RawValue>>,
-}
-
-/// Response side of the sticky-events extension, each part raw so that a bad part costs only
-/// itself.
-#[derive(Debug, Deserialize)]
-pub(crate) struct StickyExtensionResponse {
-    #[serde(default)]
-    pub(crate) next_batch: Option<Box<RawValue>>,
-    #[serde(default)]
-    pub(crate) rooms: Option<BTreeMap<String, Box<RawValue>>>,
-}
-
-/// One room of the sticky-events extension response.
-#[derive(Debug, Deserialize)]
-pub(crate) struct StickyExtensionRoom {
-    #[serde(default)]
-    pub(crate) events: Vec<Box<RawValue>>,
 }
 
 #[cfg(test)]

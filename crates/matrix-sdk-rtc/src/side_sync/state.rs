@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use matrix_rtc_machine::PageFlags;
+
 use crate::requests::{RequestError, SyncPage, SyncRequest};
 
 /// Longest wait we accept from a rate-limit answer.
@@ -17,13 +19,6 @@ pub(crate) enum AfterError {
     BackOff(Duration),
     /// Give up: the server does not serve the endpoint.
     Fail,
-}
-
-/// The flags of the batch made from one page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct PageFlags {
-    pub(crate) caught_up: bool,
-    pub(crate) restarted: bool,
 }
 
 /// Tokens and counters of one side connection.
@@ -71,14 +66,14 @@ impl Cursor {
     pub(crate) fn handle_page(&mut self, page: &SyncPage) -> PageFlags {
         self.failures = 0;
         self.pos = Some(page.pos.clone());
-        let advanced = match &page.next_batch {
-            Some(next_batch) if self.since.as_ref() != Some(next_batch) => {
-                self.since = Some(next_batch.clone());
+        let advanced = match page.next_batch() {
+            Some(next_batch) if self.since.as_deref() != Some(next_batch) => {
+                self.since = Some(next_batch.to_owned());
                 true
             }
             _ => false,
         };
-        let full = u64::try_from(page.event_count).unwrap_or(u64::MAX) >= self.limit;
+        let full = u64::try_from(page.event_count()).unwrap_or(u64::MAX) >= self.limit;
         // A full page may have more behind it; but without a new `since` asking again would
         // return the same page, so then take it as the end.
         let caught_up = !(full && advanced);
@@ -88,10 +83,7 @@ impl Cursor {
             );
         }
         self.polling = caught_up;
-        PageFlags {
-            caught_up,
-            restarted: std::mem::take(&mut self.restart_pending),
-        }
+        PageFlags::new(caught_up, std::mem::take(&mut self.restart_pending))
     }
 
     /// Takes in a failure and says what to do next.
@@ -138,9 +130,10 @@ impl Cursor {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use matrix_sdk::ruma::owned_room_id;
+    use matrix_sticky_events::{Rejection, RoomBatch, StickyBatch};
 
     use super::{AfterError, Cursor, PageFlags};
     use crate::requests::{RequestError, SyncPage};
@@ -149,16 +142,17 @@ mod tests {
     const MAX: Duration = Duration::from_secs(30);
 
     fn page(pos: &str, next_batch: Option<&str>, event_count: usize) -> SyncPage {
-        let events = (0..event_count)
-            .map(|_| serde_json::value::to_raw_value(&1).unwrap())
-            .collect();
+        let events = (0..event_count).map(|_| Err(Rejection::NotJson)).collect();
         SyncPage {
             pos: pos.to_owned(),
-            next_batch: next_batch.map(str::to_owned),
-            rooms: vec![(owned_room_id!("!r:x"), events)],
-            event_count,
-            received_at: Instant::now(),
-            received_wall_ms: 0,
+            batch: StickyBatch {
+                rooms: vec![RoomBatch {
+                    room_id: owned_room_id!("!r:x"),
+                    events,
+                }],
+                errors: Vec::new(),
+                next_batch: next_batch.map(str::to_owned),
+            },
         }
     }
 
@@ -176,13 +170,7 @@ mod tests {
     fn pages_while_full_then_long_polls() {
         let mut cursor = Cursor::new(2, MIN, MAX);
         let flags = cursor.handle_page(&page("p1", Some("s1"), 2));
-        assert_eq!(
-            flags,
-            PageFlags {
-                caught_up: false,
-                restarted: false
-            }
-        );
+        assert_eq!(flags, PageFlags::new(false, false));
         let request = cursor.request("c", 30_000);
         assert_eq!(
             (request.pos, request.since, request.timeout_ms),

@@ -11,7 +11,8 @@ use serde_json::json;
 
 pub(crate) mod support;
 use self::support::{
-    Peer, fast_timings, has_user, init_tracing, next_matching, shared_room, wait_for_participants,
+    Peer, diagnostic, fast_timings, has_user, init_tracing, next_matching, session_change,
+    shared_room, wait_for_participants,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,13 +90,17 @@ async fn a_leave_is_seen_with_its_reason() {
     let mut changes = b.rtc.subscribe_session_changes();
     a_call.leave().await.expect("alice leaves");
     assert_eq!(a_call.own_status(), OwnStatus::Disconnected);
-    let reason = next_matching(&mut changes, "alice's leave", |change| match change {
-        SessionChange::Left {
-            participant,
-            reason,
-        } if participant.user_id == a.user_id() => Some(reason.clone()),
-        _ => None,
-    })
+    let reason = next_matching(
+        &mut changes,
+        "alice's leave",
+        |update| match session_change(update) {
+            SessionChange::Left {
+                participant,
+                reason,
+            } if participant.user_id == a.user_id() => Some(reason.clone()),
+            _ => None,
+        },
+    )
     .await;
     assert_eq!(reason, LeftReason::LeaveEvent);
     wait_for_participants(&b_call, "an empty call", |p| p.is_empty()).await;
@@ -132,7 +137,7 @@ async fn a_crashed_client_leaves_once_its_delayed_leave_fires() {
     let reason = next_matching(
         &mut changes,
         "alice's delayed leave",
-        |change| match change {
+        |update| match session_change(update) {
             SessionChange::Left {
                 participant,
                 reason,
@@ -190,8 +195,8 @@ async fn a_member_stays_past_its_sticky_duration() {
     let window = Duration::from_secs(15);
     let mut refreshes = 0;
     let watched = tokio::time::timeout(window, async {
-        while let Some(change) = changes.next().await {
-            match change {
+        while let Some(update) = changes.next().await {
+            match session_change(&update) {
                 SessionChange::Left {
                     participant,
                     reason,
@@ -302,7 +307,7 @@ async fn a_legacy_state_membership_appears_and_expires() {
         next_matching(
             &mut changes,
             "the legacy membership to expire",
-            |change| match change {
+            |update| match session_change(update) {
                 SessionChange::Left {
                     participant,
                     reason,
@@ -406,7 +411,7 @@ async fn hostile_member_events_produce_diagnostics_and_disturb_nobody() {
         let event_id = next_matching(
             &mut diagnostics,
             "a diagnostic for each hostile event",
-            |diagnostic| diagnostic.event_id().map(ToString::to_string),
+            |event| diagnostic(event).event_id().map(ToString::to_string),
         )
         .await;
         sent.remove(&event_id);

@@ -9,22 +9,26 @@ use matrix_rtc_membership::{
 use matrix_sdk::{
     deserialized_responses::EncryptionInfo,
     ruma::{
-        OwnedDeviceId, OwnedEventId, RoomId, TransactionId,
+        OwnedDeviceId, OwnedEventId, RoomId,
         events::{AnySyncTimelineEvent, room::encrypted::OriginalSyncRoomEncryptedEvent},
         serde::Raw,
     },
 };
 use matrix_sdk_rtc::{
-    Diagnostic, Error, HomeserverApi, JoinOptions, LeftReason, OwnMembershipConfig, OwnStatus,
-    RtcClient, RtcConfig, SessionChange, Transport,
+    Diagnostic, Error, JoinOptions, LeftReason, OwnMembershipConfig, OwnStatus, RtcClient,
+    RtcConfig, SessionChange, Transport,
 };
-use rtc_test_homeserver::{Method, TestHomeserver, TestUser, encode_path_segment};
-use serde_json::{Value, value::RawValue};
+use rtc_test_homeserver::{Method, TestHomeserver, TestUser, encode_path_segment, unique_id};
+use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::calls::support::{
-    EVENTUALLY, Peer, delayed_events_of, encrypted_room, fast_timings, has_user, init_tracing,
-    next_matching, sqlite_peer, sqlite_peer_with, wait_for_participants,
+use super::{
+    calls::support::{
+        EVENTUALLY, Peer, delayed_events_of, diagnostic, encrypted_room, fast_timings, has_user,
+        init_tracing, next_matching, session_change, sqlite_peer, sqlite_peer_with,
+        wait_for_participants,
+    },
+    defects::send_raw_sticky,
 };
 
 /// A configuration whose periodic check for new devices never comes within a test: new
@@ -341,14 +345,18 @@ async fn an_encrypted_join_refresh_and_leave_reach_two_others() {
     // The refresh is encrypted and decrypted like the join.
     let first_event = seen[0].event_id.clone();
     let alice_id = alice.user_id.clone();
-    let refreshed = next_matching(&mut changes, "alice's refresh", |change| match change {
-        SessionChange::Updated { new, .. }
-            if new.user_id.as_str() == alice_id && new.event_id != first_event =>
-        {
-            Some(new.clone())
-        }
-        _ => None,
-    })
+    let refreshed = next_matching(
+        &mut changes,
+        "alice's refresh",
+        |update| match session_change(update) {
+            SessionChange::Updated { new, .. }
+                if new.user_id.as_str() == alice_id && new.event_id != first_event =>
+            {
+                Some(new.clone())
+            }
+            _ => None,
+        },
+    )
     .await;
     assert_eq!(refreshed.member_id, seen[0].member_id);
     let envelope = raw_event(&hs, &bob, room_id.as_str(), refreshed.event_id.as_str()).await;
@@ -358,18 +366,19 @@ async fn an_encrypted_join_refresh_and_leave_reach_two_others() {
     wait_for_participants(&b_call, "an empty call", |p| p.is_empty()).await;
     // Carol sees the leave, as a leave event (not an expiry).
     let member_id = seen[0].member_id.clone();
-    let reason = next_matching(
-        &mut c_changes,
-        "alice's leave at carol's",
-        |change| match change {
-            SessionChange::Left {
-                participant,
-                reason,
-            } if participant.member_id == member_id => Some(reason.clone()),
-            _ => None,
-        },
-    )
-    .await;
+    let reason =
+        next_matching(
+            &mut c_changes,
+            "alice's leave at carol's",
+            |update| match session_change(update) {
+                SessionChange::Left {
+                    participant,
+                    reason,
+                } if participant.member_id == member_id => Some(reason.clone()),
+                _ => None,
+            },
+        )
+        .await;
     assert_eq!(reason, LeftReason::LeaveEvent);
     assert!(c_call.participants().is_empty());
     // The "active" flag follows the participant list (it is published right after it).
@@ -419,7 +428,7 @@ async fn a_crashed_client_s_encrypted_delayed_leave_reaches_the_others() {
     let reason = next_matching(
         &mut changes,
         "alice's delayed leave",
-        |change| match change {
+        |update| match session_change(update) {
             SessionChange::Left {
                 participant,
                 reason,
@@ -522,7 +531,7 @@ async fn a_member_event_whose_room_key_arrives_late_counts_once_the_key_is_there
     let waiting = next_matching(
         &mut diagnostics,
         "alice's membership to wait for its key",
-        |diagnostic| match diagnostic {
+        |event| match diagnostic(event) {
             Diagnostic::AwaitingRoomKey {
                 room_id: room,
                 event_id,
@@ -637,19 +646,26 @@ async fn a_member_who_joins_the_room_later_decrypts_our_resent_membership() {
     assert_eq!(delayed.len(), 1, "one delayed leave armed: {delayed:?}");
 }
 
-/// Sends `content` as a sticky RTC member event of `peer`, in plaintext whatever the room
-/// (the raw request layer, past our encryption), and returns its event ID.
-async fn send_in_plaintext(peer: &Peer, room_id: &RoomId, content: &Value) -> OwnedEventId {
-    HomeserverApi::new(peer.rtc.client().clone())
-        .send_sticky(
-            room_id,
-            RTC_MEMBER_UNSTABLE,
-            &TransactionId::new(),
-            &RawValue::from_string(content.to_string()).expect("JSON"),
-            Duration::from_secs(3_600),
-        )
-        .await
-        .expect("the server takes the plaintext event")
+/// Sends `content` as a sticky RTC member event of `user`, in plaintext whatever the room
+/// (a raw request, past our encryption), and returns its event ID.
+async fn send_in_plaintext(
+    hs: &TestHomeserver,
+    user: &TestUser,
+    room_id: &RoomId,
+    content: &Value,
+) -> OwnedEventId {
+    let txn = unique_id("plaintext");
+    let event_id = send_raw_sticky(
+        hs,
+        user,
+        room_id.as_str(),
+        RTC_MEMBER_UNSTABLE,
+        &txn,
+        content,
+        3_600_000,
+    )
+    .await;
+    OwnedEventId::try_from(event_id).expect("a valid event id")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -696,11 +712,11 @@ async fn in_an_encrypted_room_a_plaintext_join_never_counts_and_a_plaintext_leav
         Transport::livekit("https://lk.invalid".to_owned()),
     )
     .sticky_join();
-    let sent = send_in_plaintext(&c, &room_id, &content).await;
+    let sent = send_in_plaintext(&hs, &carol, &room_id, &content).await;
     let reason = next_matching(
         &mut diagnostics,
         "the plaintext join's diagnostic",
-        |d| match d {
+        |event| match diagnostic(event) {
             Diagnostic::Membership(inner) if inner.event_id.as_ref() == Some(&sent) => {
                 Some(inner.reason.clone())
             }
@@ -718,11 +734,11 @@ async fn in_an_encrypted_room_a_plaintext_join_never_counts_and_a_plaintext_leav
     // A leave needs no secrecy: alice's plaintext leave (sent past her own client's
     // encryption) ends her encrypted membership.
     let leave = sticky_leave_content("m.call#ROOM", &member_id);
-    send_in_plaintext(&a, &room_id, &leave).await;
+    send_in_plaintext(&hs, &alice, &room_id, &leave).await;
     let reason = next_matching(
         &mut changes,
         "alice's leave at bob's",
-        |change| match change {
+        |update| match session_change(update) {
             SessionChange::Left {
                 participant,
                 reason,

@@ -12,7 +12,7 @@ use rtc_test_homeserver::{HomeserverConfig, TestHomeserver, TestUser};
 use super::{
     calls::support::{
         EVENTUALLY, delayed_events_of, encrypted_room, fast_timings, has_user, init_tracing,
-        next_matching, sqlite_peer, wait_for_participants,
+        next_matching, session_change, sqlite_peer, wait_for_participants,
     },
     encrypted::events_of,
 };
@@ -220,9 +220,10 @@ async fn rate_limited_delayed_event_management_keeps_the_membership() {
             dead_man_switch: true
         }
     );
-    while let Some(Some(change)) = changes.next().now_or_never() {
+    while let Some(Some(update)) = changes.next().now_or_never() {
+        let change = session_change(&update);
         assert!(
-            !matches!(&change, SessionChange::Left { participant, .. }
+            !matches!(change, SessionChange::Left { participant, .. }
                 if participant.user_id.as_str() == alice.user_id),
             "bob saw alice leave: {change:?}"
         );

@@ -2,8 +2,9 @@
 // matrix-sdk's sync future is deep: proving it `Send` for `tokio::spawn` needs more room.
 #![recursion_limit = "256"]
 mod calls;
+mod defects;
 mod encrypted;
 mod faults;
-mod http;
+mod hostile;
 mod offline;
 mod restart;

@@ -3,12 +3,12 @@
 //! unencrypted and in an encrypted room.
 use std::time::{Duration, Instant};
 
-use matrix_sdk_rtc::{JoinOptions, OwnMembershipConfig, RtcClient, SessionChange};
+use matrix_sdk_rtc::{CallId, JoinOptions, OwnMembershipConfig, RtcClient, SessionChange};
 use rtc_test_homeserver::TestHomeserver;
 
 use super::calls::support::{
-    Peer, delayed_events_of, has_user, init_tracing, next_matching, room, sqlite_peer,
-    wait_for_participants,
+    Peer, delayed_events_of, has_user, init_tracing, next_matching, room, session_change,
+    sqlite_peer, wait_for_participants,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,14 +70,14 @@ async fn restart_mid_call(encrypted: bool) {
     let a2 = Peer::start_client(&alice, alice_client().await).await;
     assert_eq!(
         a2.rtc.interrupted_calls(),
-        vec![(room_id.clone(), "m.call#ROOM".to_owned())]
+        vec![CallId::room_call(&room_id)]
     );
 
     let gone = first_member_id.clone();
     next_matching(
         &mut changes,
         "alice's old membership to end",
-        |change| match change {
+        |update| match session_change(update) {
             SessionChange::Left { participant, .. } if participant.member_id == gone => Some(()),
             _ => None,
         },

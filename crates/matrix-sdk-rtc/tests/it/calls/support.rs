@@ -10,7 +10,10 @@ use matrix_sdk::{
     ruma::{OwnedDeviceId, OwnedRoomId, OwnedUserId, RoomId},
     store::RoomLoadSettings,
 };
-use matrix_sdk_rtc::{OwnMembershipConfig, Participant, RtcCall, RtcClient, RtcConfig};
+use matrix_sdk_rtc::{
+    Diagnostic, DiagnosticEvent, OwnMembershipConfig, Participant, RtcCall, RtcClient, RtcConfig,
+    SessionChange, SessionUpdate,
+};
 use rtc_test_homeserver::{CreateRoomOptions, Method, TestHomeserver, TestUser};
 use serde_json::Value;
 use tokio::task::JoinHandle;
@@ -302,4 +305,28 @@ pub(crate) fn has_user(participants: &Vector<Arc<Participant>>, user_id: &str) -
     participants
         .iter()
         .any(|participant| participant.user_id.as_str() == user_id)
+}
+
+/// The change an item of `subscribe_session_changes` carries. A `Resync` fails the test: the
+/// tests read every change, so their reader must never fall behind.
+pub(crate) fn session_change(update: &SessionUpdate) -> &SessionChange {
+    match update {
+        SessionUpdate::Change(change) => change,
+        SessionUpdate::Resync { missed, calls } => panic!(
+            "the session-change reader fell behind and missed {missed} changes; now: {calls:?}"
+        ),
+        other => panic!("an unknown session update: {other:?}"),
+    }
+}
+
+/// The diagnostic an item of `subscribe_diagnostics` carries. A `Missed` fails the test: the
+/// tests read every diagnostic, so their reader must never fall behind.
+pub(crate) fn diagnostic(event: &DiagnosticEvent) -> &Diagnostic {
+    match event {
+        DiagnosticEvent::Diagnostic(diagnostic) => diagnostic,
+        DiagnosticEvent::Missed { missed } => {
+            panic!("the diagnostics reader fell behind and missed {missed} diagnostics")
+        }
+        other => panic!("an unknown diagnostic event: {other:?}"),
+    }
 }

@@ -3,11 +3,14 @@
 use std::time::Duration;
 
 use matrix_sdk::ruma::TransactionId;
-use matrix_sdk_rtc::{HomeserverApi, MissingFeature, RequestError, ServerFeatures};
 use rtc_test_homeserver::{CreateRoomOptions, HomeserverConfig, TestHomeserver};
 use serde_json::{Value, json};
 
 use super::{client_for, raw, room_id};
+use crate::{
+    MissingFeature, ServerFeatures,
+    requests::{HomeserverApi, RequestError},
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn everything_is_detected_on_the_test_server() {

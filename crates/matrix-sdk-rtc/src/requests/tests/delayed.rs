@@ -2,15 +2,18 @@
 
 use std::time::Duration;
 
-use matrix_sdk::ruma::TransactionId;
-use matrix_sdk_rtc::{DelayId, DelayedEventAction, HomeserverApi, RequestError, SideSync};
+use matrix_sdk::ruma::{TransactionId, api::client::room::get_room_event};
 use rtc_test_homeserver::{CreateRoomOptions, HomeserverConfig, TestHomeserver, unique_id};
 use serde_json::{Value, json};
 
 use super::{
     RunningSideSync, client_for,
     proxy::{FaultProxy, matrix_error},
-    raw, room_id,
+    raw, room_id, sticky_events,
+};
+use crate::{
+    SideSync,
+    requests::{DelayId, DelayedEventAction, HomeserverApi, RequestError},
 };
 
 const MEMBER_TYPE: &str = "org.matrix.msc4143.rtc.member";
@@ -113,25 +116,32 @@ async fn sticky_delayed_leave_lifecycle() {
     api.update_delayed_event(&fired_id, DelayedEventAction::Send)
         .await
         .expect("send now");
-    let mut side = RunningSideSync::spawn(SideSync::new(client, unique_id("conn")));
+    let mut side = RunningSideSync::spawn(SideSync::new(client.clone(), unique_id("conn")));
     let mut fired = None;
     while fired.is_none() {
-        let batch = side.next_batch().await;
-        fired = batch
-            .rooms
-            .iter()
-            .flat_map(|(_, events)| events)
-            .find_map(|event| {
-                let value: Value = serde_json::from_str(event.get()).ok()?;
-                (value["content"]["msc4354_sticky_key"] == fired_member.as_str()).then_some(value)
-            });
+        let page = side.next_page().await;
+        fired = sticky_events(&page).find_map(|(room, event)| {
+            (event.sticky_key.as_deref() == Some(fired_member.as_str()))
+                .then(|| (room, event.clone()))
+        });
     }
-    let fired = fired.expect("fired leave");
-    assert_eq!(fired["msc4354_sticky"]["duration_ms"], 3_600_000, "{fired}");
+    let (fired_room, fired) = fired.expect("fired leave");
+    assert_eq!(fired_room, room);
+    assert_eq!(fired.event_type, MEMBER_TYPE);
+    assert_eq!(fired.meta.duration_ms, 3_600_000, "{fired:?}");
+    // The parsed event carries no `unsigned`: the server's copy of it names the delay.
+    let stored = client
+        .send(get_room_event::v3::Request::new(
+            room.clone(),
+            fired.meta.event_id.clone(),
+        ))
+        .await
+        .expect("the fired leave is stored");
+    let stored: Value = stored.event.deserialize_as_unchecked().expect("json");
     assert_eq!(
-        fired["unsigned"]["org.matrix.msc4140.delay_id"],
+        stored["unsigned"]["org.matrix.msc4140.delay_id"],
         fired_id.as_str(),
-        "{fired}"
+        "{stored}"
     );
     let (result, _) = side.stop().await;
     assert_eq!(result, Ok(()));
