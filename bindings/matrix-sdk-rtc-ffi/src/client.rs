@@ -11,7 +11,7 @@ use matrix_sdk::{
     Client, LoopCtrl, SessionMeta, SessionTokens,
     authentication::matrix::MatrixSession,
     config::SyncSettings,
-    ruma::{OwnedDeviceId, OwnedUserId, RoomId, api::error::ErrorKind},
+    ruma::{OwnedDeviceId, OwnedUserId, api::error::ErrorKind},
     store::RoomLoadSettings,
 };
 use matrix_sdk_rtc as rtc;
@@ -19,10 +19,10 @@ use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use crate::{
-    CallActiveListener, CallEvent, CallEventsListener, CallId, ClientConfig, Diagnostic,
+    CallActiveListener, CallEvent, CallEventsListener, CallId, ClientConfig, DiagnosticEvent,
     DiagnosticsListener, JoinConfig, OwnStatus, OwnStatusListener, Participant, ParticipantsDiff,
-    ParticipantsListener, Result, RtcFfiError, ServerFeatures, SessionChange,
-    SessionChangesListener, TaskHandle,
+    ParticipantsListener, Result, RtcFfiError, ServerFeatures, SessionChangesListener,
+    SessionUpdate, TaskHandle,
     runtime::{self, RuntimeDropped},
 };
 
@@ -33,8 +33,9 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 ///
 /// Build it with [`build`](Self::build) from a session the app already has, then
 /// [`start`](Self::start) it: that restores the session, runs a first sync, keeps a sync loop
-/// running in the background and starts the rtc driver. Calls are addressed by room ID and
-/// slot ID (`m.call#ROOM` is the room call Element Call uses).
+/// running in the background and starts the rtc driver. Calls are addressed by [`CallId`]
+/// (room ID and slot ID; [`room_call`](crate::room_call) gives the room call Element Call
+/// uses).
 ///
 /// Every `subscribe_*` calls its listener with the current value at once, then with each
 /// change from a background thread, and returns a [`TaskHandle`] that stops it.
@@ -164,51 +165,43 @@ impl RtcClient {
         runtime::run(async move { Ok(self.rtc.features().await?.into()) }).await
     }
 
-    /// Joins the call in `slot_id` of `room_id`: schedules our delayed leave (the dead-man
-    /// switch), sends our membership and keeps both alive until [`leave`](Self::leave).
-    /// Returns once we are connected, or fails.
-    pub async fn join(
-        self: Arc<Self>,
-        room_id: String,
-        slot_id: String,
-        config: JoinConfig,
-    ) -> Result<()> {
-        let call = self.call(&room_id, &slot_id)?;
+    /// Joins `call`: schedules our delayed leave (the dead-man switch), sends our membership
+    /// and keeps both alive until [`leave`](Self::leave). Returns once we are connected, or
+    /// fails.
+    pub async fn join(self: Arc<Self>, call: CallId, config: JoinConfig) -> Result<()> {
+        let call = self.call(&call)?;
         runtime::run(async move { Ok(call.join(config.into()).await?) }).await
     }
 
-    /// Leaves the call in `slot_id` of `room_id`, and returns once our leave is sent. Leaving
-    /// a call we are not in does nothing.
-    pub async fn leave(self: Arc<Self>, room_id: String, slot_id: String) -> Result<()> {
-        let call = self.call(&room_id, &slot_id)?;
+    /// Leaves `call`, and returns once our leave is sent. Leaving a call we are not in does
+    /// nothing.
+    pub async fn leave(self: Arc<Self>, call: CallId) -> Result<()> {
+        let call = self.call(&call)?;
         runtime::run(async move { Ok(call.leave().await?) }).await
     }
 
-    /// The participants of a call now, oldest first.
-    pub fn participants(&self, room_id: String, slot_id: String) -> Result<Vec<Participant>> {
-        let call = self.call(&room_id, &slot_id)?;
+    /// The participants of `call` now, oldest first.
+    pub fn participants(&self, call: CallId) -> Result<Vec<Participant>> {
+        let call = self.call(&call)?;
         Ok(call.participants().into_iter().map(Into::into).collect())
     }
 
-    /// Whether a call has at least one participant now.
-    pub fn is_call_active(&self, room_id: String, slot_id: String) -> Result<bool> {
-        Ok(self.call(&room_id, &slot_id)?.is_active())
+    /// Whether `call` has at least one participant now.
+    pub fn is_call_active(&self, call: CallId) -> Result<bool> {
+        Ok(self.call(&call)?.is_active())
     }
 
-    /// Our own status in a call now.
-    pub fn own_status(&self, room_id: String, slot_id: String) -> Result<OwnStatus> {
-        Ok(self.call(&room_id, &slot_id)?.own_status().into())
+    /// Our own status in `call` now.
+    pub fn own_status(&self, call: CallId) -> Result<OwnStatus> {
+        Ok(self.call(&call)?.own_status().into())
     }
 
-    /// The calls that have at least one participant now.
+    /// The calls that have at least one participant now, sorted.
     pub fn active_calls(&self) -> Vec<CallId> {
         self.rtc
             .active_calls()
             .into_iter()
-            .map(|(room_id, slot_id)| CallId {
-                room_id: room_id.to_string(),
-                slot_id,
-            })
+            .map(Into::into)
             .collect()
     }
 
@@ -219,22 +212,18 @@ impl RtcClient {
         self.rtc
             .interrupted_calls()
             .into_iter()
-            .map(|(room_id, slot_id)| CallId {
-                room_id: room_id.to_string(),
-                slot_id,
-            })
+            .map(Into::into)
             .collect()
     }
 
-    /// The participant list of a call: `listener` gets one `Reset` with the whole list now,
-    /// then every batch of changes.
+    /// The participant list of `call`: `listener` gets one `Reset` with the whole list now,
+    /// then every batch of changes (a listener far behind gets a `Reset` again).
     pub fn subscribe_participants(
         &self,
-        room_id: String,
-        slot_id: String,
+        call: CallId,
         listener: Arc<dyn ParticipantsListener>,
     ) -> Result<Arc<TaskHandle>> {
-        let call = self.call(&room_id, &slot_id)?;
+        let call = self.call(&call)?;
         let (values, mut batches) = call.subscribe_participants();
         listener.on_update(vec![ParticipantsDiff::Reset {
             values: values.into_iter().map(Into::into).collect(),
@@ -246,14 +235,13 @@ impl RtcClient {
         }))
     }
 
-    /// Whether a call is active: `listener` gets the current value now, then every change.
+    /// Whether `call` is active: `listener` gets the current value now, then every change.
     pub fn subscribe_call_active(
         &self,
-        room_id: String,
-        slot_id: String,
+        call: CallId,
         listener: Arc<dyn CallActiveListener>,
     ) -> Result<Arc<TaskHandle>> {
-        let mut active = self.call(&room_id, &slot_id)?.subscribe_active();
+        let mut active = self.call(&call)?.subscribe_active();
         listener.on_update(active.get());
         Ok(spawn_listener(async move {
             while let Some(value) = active.next().await {
@@ -262,14 +250,13 @@ impl RtcClient {
         }))
     }
 
-    /// Our own status in a call: `listener` gets the current value now, then every change.
+    /// Our own status in `call`: `listener` gets the current value now, then every change.
     pub fn subscribe_own_status(
         &self,
-        room_id: String,
-        slot_id: String,
+        call: CallId,
         listener: Arc<dyn OwnStatusListener>,
     ) -> Result<Arc<TaskHandle>> {
-        let mut status = self.call(&room_id, &slot_id)?.subscribe_own_status();
+        let mut status = self.call(&call)?.subscribe_own_status();
         listener.on_update(status.get().into());
         Ok(spawn_listener(async move {
             while let Some(value) = status.next().await {
@@ -278,7 +265,8 @@ impl RtcClient {
         }))
     }
 
-    /// Calls starting and ending across rooms, from now on.
+    /// Calls starting and ending across rooms, from now on. A listener that falls behind gets
+    /// `CallEvent::Resync` with the calls active then.
     pub fn subscribe_call_events(&self, listener: Arc<dyn CallEventsListener>) -> Arc<TaskHandle> {
         let mut events = self.rtc.subscribe_call_events();
         spawn_listener(async move {
@@ -290,28 +278,32 @@ impl RtcClient {
         })
     }
 
-    /// Every membership change across rooms, from now on.
+    /// Every membership change across rooms, from now on. A listener that falls behind gets
+    /// `SessionUpdate::Resync` with every active call's participants.
     pub fn subscribe_session_changes(
         &self,
         listener: Arc<dyn SessionChangesListener>,
     ) -> Arc<TaskHandle> {
-        let mut changes = self.rtc.subscribe_session_changes();
+        let mut updates = self.rtc.subscribe_session_changes();
         spawn_listener(async move {
-            while let Some(change) = changes.next().await {
-                if let Some(change) = SessionChange::convert(change) {
-                    listener.on_update(change);
+            while let Some(update) = updates.next().await {
+                if let Some(update) = SessionUpdate::convert(update) {
+                    listener.on_update(update);
                 }
             }
         })
     }
 
     /// Events that did not count, and why, from now on. Subscribe before
-    /// [`start`](Self::start) to see those of the first sync.
+    /// [`start`](Self::start) to see those of the first sync. A listener that falls behind
+    /// gets `DiagnosticEvent::Missed` with the count it missed.
     pub fn subscribe_diagnostics(&self, listener: Arc<dyn DiagnosticsListener>) -> Arc<TaskHandle> {
-        let mut diagnostics = self.rtc.subscribe_diagnostics();
+        let mut events = self.rtc.subscribe_diagnostics();
         spawn_listener(async move {
-            while let Some(diagnostic) = diagnostics.next().await {
-                listener.on_update(Diagnostic::from(diagnostic));
+            while let Some(event) = events.next().await {
+                if let Some(event) = DiagnosticEvent::convert(event) {
+                    listener.on_update(event);
+                }
             }
         })
     }
@@ -323,11 +315,8 @@ impl RtcClient {
         &self.rtc
     }
 
-    fn call(&self, room_id: &str, slot_id: &str) -> Result<rtc::RtcCall> {
-        let room_id = RoomId::parse(room_id).map_err(|error| {
-            RtcFfiError::InvalidArgument(format!("invalid room id {room_id:?}: {error}"))
-        })?;
-        Ok(self.rtc.call(&room_id, slot_id)?)
+    fn call(&self, call: &CallId) -> Result<rtc::RtcCall> {
+        Ok(self.rtc.call(&rtc::CallId::try_from(call)?))
     }
 
     fn sync_task(&self) -> MutexGuard<'_, Option<JoinHandle<()>>> {

@@ -1,5 +1,10 @@
-//! Records passed in: how to build a client, how to join a call; and what the server offers.
+//! Records passed in: how to build a client, which call, how to join it; and what the server
+//! offers.
+use matrix_rtc_membership::wire::ROOM_CALL_SLOT;
+use matrix_sdk::ruma::RoomId;
 use matrix_sdk_rtc as rtc;
+
+use crate::RtcFfiError;
 
 /// How to build an [`RtcClient`](crate::RtcClient): a session restored from the app's own
 /// login, and where to keep the client's stores.
@@ -98,8 +103,10 @@ impl From<rtc::ServerFeatures> for ServerFeatures {
     }
 }
 
-/// A call: one slot of one room.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+/// A call: one slot of one room. [`room_call`] gives the room call (`m.call#ROOM`) that
+/// Element Call uses. Every operation checks it: a malformed room ID or a slot that is not
+/// `{application}#{name}` fails with [`RtcFfiError::InvalidArgument`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, uniffi::Record)]
 pub struct CallId {
     /// The room.
     pub room_id: String,
@@ -107,12 +114,76 @@ pub struct CallId {
     pub slot_id: String,
 }
 
+impl TryFrom<&CallId> for rtc::CallId {
+    type Error = RtcFfiError;
+
+    fn try_from(call: &CallId) -> Result<Self, RtcFfiError> {
+        let room_id = RoomId::parse(&call.room_id).map_err(|error| {
+            RtcFfiError::InvalidArgument(format!("invalid room id {:?}: {error}", call.room_id))
+        })?;
+        Ok(Self::new(&room_id, &call.slot_id).map_err(rtc::Error::from)?)
+    }
+}
+
+impl From<rtc::CallId> for CallId {
+    fn from(call: rtc::CallId) -> Self {
+        Self::from(&call)
+    }
+}
+
+impl From<&rtc::CallId> for CallId {
+    fn from(call: &rtc::CallId) -> Self {
+        Self {
+            room_id: call.room_id().to_string(),
+            slot_id: call.slot_id().to_owned(),
+        }
+    }
+}
+
+/// The room call of `room_id` (slot `m.call#ROOM`), the one Element Call uses. The room ID is
+/// checked where the call is used.
+#[uniffi::export]
+pub fn room_call(room_id: String) -> CallId {
+    CallId {
+        room_id,
+        slot_id: ROOM_CALL_SLOT.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use matrix_sdk_rtc as rtc;
 
-    use super::JoinConfig;
-    use crate::CallIntent;
+    use super::{CallId, JoinConfig, room_call};
+    use crate::{CallIntent, RtcFfiError};
+
+    #[test]
+    fn call_ids_convert_both_ways_and_invalid_ones_are_typed_errors() {
+        let call = room_call("!room:example.org".to_owned());
+        let inner = rtc::CallId::try_from(&call).expect("a valid call id");
+        let room_id = matrix_sdk::ruma::room_id!("!room:example.org");
+        assert_eq!(inner, rtc::CallId::room_call(room_id));
+        assert_eq!(CallId::from(inner), call);
+
+        let bad_slot = CallId {
+            slot_id: "no-separator".to_owned(),
+            ..call.clone()
+        };
+        let error = rtc::CallId::try_from(&bad_slot).expect_err("an invalid slot");
+        assert!(
+            matches!(&error, RtcFfiError::InvalidArgument(message) if message.contains("no-separator")),
+            "{error:?}"
+        );
+        let bad_room = CallId {
+            room_id: "not-a-room".to_owned(),
+            ..call
+        };
+        let error = rtc::CallId::try_from(&bad_room).expect_err("an invalid room id");
+        assert!(
+            matches!(&error, RtcFfiError::InvalidArgument(message) if message.contains("not-a-room")),
+            "{error:?}"
+        );
+    }
 
     #[test]
     fn an_empty_join_config_keeps_the_defaults() {

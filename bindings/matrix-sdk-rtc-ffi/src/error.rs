@@ -21,10 +21,19 @@ pub enum RtcFfiError {
     /// in plaintext there.
     #[error("{0}")]
     EncryptedRoomNotSupported(String),
-    /// The homeserver lacks something this operation needs (sticky events, a transport).
+    /// The homeserver lacks something this operation needs: sticky events (to join), or an
+    /// RTC transport (it advertises none: pass `transportUrl` in the `JoinConfig`).
     #[error("{0}")]
     MissingFeature(String),
-    /// Joining the call failed.
+    /// Joining failed: we are already joining or in this call as another member. Nothing
+    /// changed: leave first.
+    #[error("{0}")]
+    AlreadyJoined(String),
+    /// Joining was cut short by a `leave` of the same call before the join completed.
+    #[error("{0}")]
+    LeftBeforeJoined(String),
+    /// Joining failed: the server refused our join for good, or a retry budget ran out (then
+    /// the library keeps trying; `ownStatus` says `Error` with `retrying`).
     #[error("{0}")]
     JoinFailed(String),
     /// A request to the homeserver failed.
@@ -46,8 +55,14 @@ impl From<rtc::Error> for RtcFfiError {
             rtc::Error::NotLoggedIn | rtc::Error::DriverStopped => Self::NotRunning(message),
             rtc::Error::UnknownRoom(_) => Self::UnknownRoom(message),
             rtc::Error::EncryptedRoomNotSupported(_) => Self::EncryptedRoomNotSupported(message),
-            rtc::Error::MissingFeature(_) => Self::MissingFeature(message),
+            rtc::Error::MissingFeature(_) | rtc::Error::NoTransport => {
+                Self::MissingFeature(message)
+            }
             rtc::Error::InvalidSlot(_) => Self::InvalidArgument(message),
+            rtc::Error::JoinFailed(rtc::JoinFailure::AlreadyJoined) => Self::AlreadyJoined(message),
+            rtc::Error::JoinFailed(rtc::JoinFailure::LeftBeforeJoined) => {
+                Self::LeftBeforeJoined(message)
+            }
             rtc::Error::JoinFailed(_) => Self::JoinFailed(message),
             rtc::Error::Request(_) => Self::Request(message),
             rtc::Error::Sdk(_) | rtc::Error::ClientBuild(_) => Self::Client(message),
@@ -73,23 +88,55 @@ mod tests {
 
     #[test]
     fn errors_keep_their_kind_and_message() {
-        let error = RtcFfiError::from(rtc::Error::InvalidSlot("no-slot".to_owned()));
+        let error = RtcFfiError::from(rtc::Error::InvalidSlot(rtc::InvalidSlotId(
+            "no-slot".to_owned(),
+        )));
         assert!(
             matches!(&error, RtcFfiError::InvalidArgument(_)),
             "{error:?}"
         );
-        assert_eq!(error.to_string(), "invalid slot id: no-slot");
+        assert_eq!(
+            error.to_string(),
+            "invalid slot id \"no-slot\": expected `{application}#{name}`"
+        );
         for stopped in [rtc::Error::DriverStopped, rtc::Error::NotLoggedIn] {
             assert!(matches!(
                 RtcFfiError::from(stopped),
                 RtcFfiError::NotRunning(_)
             ));
         }
-        let missing = RtcFfiError::from(rtc::Error::MissingFeature("sticky events".to_owned()));
+        let missing = RtcFfiError::from(rtc::Error::MissingFeature(
+            rtc::MissingFeature::StickyEvents,
+        ));
         assert!(
-            matches!(&missing, RtcFfiError::MissingFeature(message) if message.contains("sticky events"))
+            matches!(&missing, RtcFfiError::MissingFeature(message) if message.contains("sticky events")),
+            "{missing:?}"
         );
-        let failed = RtcFfiError::from(rtc::Error::JoinFailed("refused".to_owned()));
-        assert!(matches!(failed, RtcFfiError::JoinFailed(_)));
+        let no_transport = RtcFfiError::from(rtc::Error::NoTransport);
+        assert!(
+            matches!(&no_transport, RtcFfiError::MissingFeature(message) if message.contains("transport")),
+            "{no_transport:?}"
+        );
+    }
+
+    #[test]
+    fn join_failures_keep_their_reason_as_the_kind() {
+        let join = |failure| RtcFfiError::from(rtc::Error::JoinFailed(failure));
+        assert!(matches!(
+            join(rtc::JoinFailure::AlreadyJoined),
+            RtcFfiError::AlreadyJoined(message) if message.contains("leave first")
+        ));
+        assert!(matches!(
+            join(rtc::JoinFailure::LeftBeforeJoined),
+            RtcFfiError::LeftBeforeJoined(_)
+        ));
+        let refused = join(rtc::JoinFailure::Failed(rtc::OwnError::JoinRejected {
+            status: 403,
+            errcode: Some("M_FORBIDDEN".to_owned()),
+        }));
+        assert!(
+            matches!(&refused, RtcFfiError::JoinFailed(message) if message.contains("HTTP 403")),
+            "{refused:?}"
+        );
     }
 }

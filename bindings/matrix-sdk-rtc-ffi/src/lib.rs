@@ -8,7 +8,7 @@
 //!
 //! ```no_run
 //! # async fn example() -> matrix_sdk_rtc_ffi::Result<()> {
-//! use matrix_sdk_rtc_ffi::{ClientConfig, JoinConfig, RtcClient};
+//! use matrix_sdk_rtc_ffi::{ClientConfig, JoinConfig, RtcClient, room_call};
 //!
 //! let client = RtcClient::build(ClientConfig {
 //!     homeserver_url: "https://matrix.example.org".into(),
@@ -20,9 +20,9 @@
 //! })
 //! .await?;
 //! client.clone().start().await?;
-//! let (room, slot) = ("!room:example.org".to_owned(), "m.call#ROOM".to_owned());
-//! client.clone().join(room.clone(), slot.clone(), JoinConfig::default()).await?;
-//! client.clone().leave(room, slot).await?;
+//! let call = room_call("!room:example.org".to_owned()); // slot "m.call#ROOM"
+//! client.clone().join(call.clone(), JoinConfig::default()).await?;
+//! client.clone().leave(call).await?;
 //! client.stop();
 //! # Ok(()) }
 //! ```
@@ -44,9 +44,12 @@ mod task_handle;
 
 pub use self::{
     client::RtcClient,
-    config::{CallId, ClientConfig, JoinConfig, ServerFeatures},
+    config::{CallId, ClientConfig, JoinConfig, ServerFeatures, room_call},
     error::{Result, RtcFfiError},
-    events::{CallEvent, Diagnostic, DiagnosticKind, LeftReason, SessionChange},
+    events::{
+        CallEvent, CallParticipants, Cap, Diagnostic, DiagnosticEvent, DiagnosticKind, LeftReason,
+        SessionChange, SessionUpdate,
+    },
     listeners::{
         CallActiveListener, CallEventsListener, DiagnosticsListener, OwnStatusListener,
         ParticipantsListener, SessionChangesListener,

@@ -1,7 +1,9 @@
 //! The listeners the foreign side implements, one per stream. Each is called once with the
-//! current value when subscribing, then with every change, from a background thread.
+//! current value when subscribing, then with every change, from a background thread. The
+//! streams across rooms never lose silently: a listener that falls behind gets a resync (or a
+//! count of what it missed) in place of the items it missed.
 
-use crate::{CallEvent, Diagnostic, OwnStatus, ParticipantsDiff, SessionChange};
+use crate::{CallEvent, DiagnosticEvent, OwnStatus, ParticipantsDiff, SessionUpdate};
 
 /// Receives the participant list of one call: first one `Reset` with the whole list, then
 /// each batch of changes.
@@ -28,20 +30,23 @@ pub trait OwnStatusListener: Send + Sync {
 /// Receives calls starting and ending, across rooms.
 #[uniffi::export(with_foreign)]
 pub trait CallEventsListener: Send + Sync {
-    /// A call started or ended.
+    /// A call started or ended; or (`Resync`) the listener fell behind: here are the calls
+    /// active now.
     fn on_update(&self, event: CallEvent);
 }
 
 /// Receives every membership change across rooms: joins, refreshes, leaves with their reason.
 #[uniffi::export(with_foreign)]
 pub trait SessionChangesListener: Send + Sync {
-    /// A membership changed.
-    fn on_update(&self, change: SessionChange);
+    /// A membership changed (`Change`); or (`Resync`) the listener fell behind: here is every
+    /// active call with its participants.
+    fn on_update(&self, update: SessionUpdate);
 }
 
 /// Receives events that did not count, and why.
 #[uniffi::export(with_foreign)]
 pub trait DiagnosticsListener: Send + Sync {
-    /// An event was rejected, ignored or flagged.
-    fn on_update(&self, diagnostic: Diagnostic);
+    /// An event was rejected, ignored or flagged, or a cap dropped events (`Reported`); or
+    /// (`Missed`) the listener fell behind and this many diagnostics were skipped.
+    fn on_update(&self, event: DiagnosticEvent);
 }

@@ -17,6 +17,17 @@ pub enum Cap {
     ParkedTotal,
 }
 
+impl std::fmt::Display for Cap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::StickyMap => "the sticky map's caps",
+            Self::ParkedPerSender => "the parked envelopes per sender",
+            Self::ParkedPerRoom => "the parked envelopes per room",
+            Self::ParkedTotal => "the parked envelopes in all",
+        })
+    }
+}
+
 /// Why an event did not count, or what was dropped: visible to the app, never fatal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

@@ -17,6 +17,7 @@ mod connect;
 mod demo;
 mod ingest;
 mod membership;
+mod requests;
 mod signal;
 mod watch;
 

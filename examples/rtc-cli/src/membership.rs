@@ -4,17 +4,16 @@ use std::{sync::Arc, time::Duration};
 use anyhow::{Context as _, Result, bail};
 use futures_util::StreamExt as _;
 use matrix_rtc_membership::{sticky_leave_content, wire};
-use matrix_sdk::ruma::{OwnedRoomId, TransactionId};
+use matrix_sdk::{Client, ruma::RoomId};
 use matrix_sdk_rtc::{
-    DelayedEventAction, HomeserverApi, JoinOptions, MissingFeature, OwnMembershipConfig, OwnStatus,
-    Participant, RtcCall, SideSyncStatus, Transport,
+    CallId, JoinOptions, MissingFeature, OwnMembershipConfig, OwnStatus, Participant, RtcCall,
+    SideSyncStatus, Transport,
 };
-use serde_json::value::RawValue;
 
 use crate::{
     cli::{JoinArgs, LeaveArgs},
     connect::Connected,
-    signal,
+    requests, signal,
 };
 
 /// How long `rtc leave` waits for the side connection's first answer.
@@ -32,10 +31,7 @@ pub(crate) async fn join(args: JoinArgs) -> Result<()> {
     let mut connected = Connected::login(&args.login, &needed).await?;
     let room_id = connected.joined_room(&args.room).await?;
     connected.start().await?;
-    let call = connected
-        .rtc
-        .call(&room_id, &args.slot)
-        .context("invalid slot")?;
+    let call = connected.rtc.call(&CallId::new(&room_id, &args.slot)?);
 
     let timings = OwnMembershipConfig {
         delay_ms: args.delay_ms,
@@ -129,10 +125,7 @@ pub(crate) async fn leave(args: LeaveArgs) -> Result<()> {
     let room_id = connected.joined_room(&args.room).await?;
     let mut side_sync = connected.rtc.subscribe_side_sync_status();
     connected.start().await?;
-    let call = connected
-        .rtc
-        .call(&room_id, &args.slot)
-        .context("invalid slot")?;
+    let call = connected.rtc.call(&CallId::new(&room_id, &args.slot)?);
 
     // The side connection's first answer carries every live membership.
     let first_answer = tokio::time::timeout(FIRST_ANSWER_TIMEOUT, async {
@@ -169,7 +162,7 @@ pub(crate) async fn leave(args: LeaveArgs) -> Result<()> {
         return Ok(());
     }
 
-    let api = HomeserverApi::new(connected.rtc.client().clone());
+    let client = connected.rtc.client().clone();
     let encrypted = match connected.rtc.client().get_room(&room_id) {
         Some(room) => room
             .latest_encryption_state()
@@ -179,7 +172,7 @@ pub(crate) async fn leave(args: LeaveArgs) -> Result<()> {
         None => false,
     };
     for participant in &own {
-        end_membership(&api, &room_id, &args.slot, participant, encrypted).await?;
+        end_membership(&client, &room_id, &args.slot, participant, encrypted).await?;
     }
 
     let gone = wait_for(&call, LEAVE_SEEN_TIMEOUT, |participants| {
@@ -201,37 +194,30 @@ pub(crate) async fn leave(args: LeaveArgs) -> Result<()> {
 
 /// Fires our pending delayed leave for `participant`'s member ID, or sends a leave for it.
 async fn end_membership(
-    api: &HomeserverApi,
-    room_id: &OwnedRoomId,
+    client: &Client,
+    room_id: &RoomId,
     slot_id: &str,
     participant: &Participant,
     encrypted: bool,
 ) -> Result<()> {
     let member_id = &participant.member_id;
-    let scheduled = api
-        .delayed_events()
+    let scheduled = requests::delayed_events(client)
         .await
         .context("listing our scheduled delayed events")?;
     let pending = scheduled.iter().find(|delayed| {
         delayed.room_id == *room_id
             && (delayed.event_type == wire::RTC_MEMBER_UNSTABLE
                 || delayed.event_type == wire::RTC_MEMBER)
-            && delayed
-                .content
-                .as_deref()
-                .is_some_and(|content| sticky_key(content).as_deref() == Some(member_id))
+            && sticky_key(&delayed.content).as_deref() == Some(member_id)
     });
     if let Some(pending) = pending {
-        match api
-            .update_delayed_event(&pending.delay_id, DelayedEventAction::Send)
-            .await
-        {
+        match requests::fire_delayed_event(client, &pending.delay_id).await {
             Ok(()) => {
                 println!("member {member_id}: fired our pending delayed leave");
                 return Ok(());
             }
             Err(error) => println!(
-                "member {member_id}: firing the delayed leave failed ({error}); sending a leave"
+                "member {member_id}: firing the delayed leave failed ({error:#}); sending a leave"
             ),
         }
     }
@@ -242,27 +228,24 @@ async fn end_membership(
         );
     }
     let content = sticky_leave_content(slot_id, member_id);
-    let content = RawValue::from_string(content.to_string()).context("building the leave")?;
-    let event_id = api
-        .send_sticky(
-            room_id,
-            wire::RTC_MEMBER_UNSTABLE,
-            &TransactionId::new(),
-            &content,
-            LEAVE_STICKY,
-        )
-        .await
-        .with_context(|| format!("sending the leave for member {member_id} failed"))?;
+    let event_id = requests::send_sticky(
+        client,
+        room_id,
+        wire::RTC_MEMBER_UNSTABLE,
+        &content,
+        LEAVE_STICKY,
+    )
+    .await
+    .with_context(|| format!("sending the leave for member {member_id} failed"))?;
     println!("member {member_id}: sent leave {event_id}");
     Ok(())
 }
 
 /// The sticky key of member content (either name).
-fn sticky_key(content: &RawValue) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_str(content.get()).ok()?;
+fn sticky_key(content: &serde_json::Value) -> Option<String> {
     [wire::STICKY_KEY_UNSTABLE, wire::STICKY_KEY]
         .iter()
-        .find_map(|key| value.get(*key)?.as_str().map(ToOwned::to_owned))
+        .find_map(|key| content.get(*key)?.as_str().map(ToOwned::to_owned))
 }
 
 /// The call's participants once `done` holds for them, or when `timeout` has passed.

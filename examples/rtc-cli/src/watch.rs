@@ -2,6 +2,7 @@
 //!
 //! [`Watcher`] is also the in-process watcher of `rtc demo`.
 mod format;
+mod shown;
 
 use std::{
     collections::{HashSet, VecDeque},
@@ -14,9 +15,13 @@ use std::{
 use anyhow::Result;
 use futures_util::{FutureExt as _, Stream, StreamExt as _};
 use matrix_sdk::ruma::{OwnedRoomId, RoomId};
-use matrix_sdk_rtc::{Diagnostic, MissingFeature, Participant, RtcClient, SessionChange};
+use matrix_sdk_rtc::{
+    CallId, Diagnostic, DiagnosticEvent, MissingFeature, Participant, RtcClient, SessionChange,
+    SessionUpdate,
+};
 use tokio::{sync::mpsc, time::Instant};
 
+use self::shown::{Shown, Step};
 use crate::{cli::WatchArgs, connect::Connected, signal};
 
 /// Lines kept in the log pane and in the rejected-events pane.
@@ -76,8 +81,10 @@ pub(crate) struct Watcher {
     title: String,
     /// Only these rooms (all when empty).
     rooms: HashSet<OwnedRoomId>,
-    changes: BoxedStream<SessionChange>,
-    diagnostics: BoxedStream<Diagnostic>,
+    changes: BoxedStream<SessionUpdate>,
+    diagnostics: BoxedStream<DiagnosticEvent>,
+    /// The calls and participants the output has shown (of the rooms shown).
+    shown: Shown,
     /// Extra lines for the log pane (the demo's narration and its children's output).
     narration: Option<mpsc::UnboundedReceiver<String>>,
     log: VecDeque<String>,
@@ -112,6 +119,7 @@ impl Watcher {
             mode,
             title,
             rooms,
+            shown: Shown::default(),
             narration: None,
             log: VecDeque::new(),
             rejected: VecDeque::new(),
@@ -151,6 +159,14 @@ impl Watcher {
     /// Adds a line to the log pane (printed at once in plain text when not on a terminal;
     /// to stderr in plain mode, which keeps stdout pure JSON).
     pub(crate) fn show_log_line(&mut self, line: String) {
+        self.add_log_line(line);
+        if self.mode == (Mode::Table { tty: true }) {
+            self.redraw();
+        }
+    }
+
+    /// [`show_log_line`](Self::show_log_line) without redrawing the terminal.
+    fn add_log_line(&mut self, line: String) {
         let line = format!("{} {line}", format::clock());
         match self.mode {
             Mode::Plain => eprintln!("{line}"),
@@ -160,7 +176,6 @@ impl Watcher {
                 while self.log.len() > LOG_LINES {
                     self.log.pop_front();
                 }
-                self.redraw();
             }
         }
     }
@@ -196,8 +211,8 @@ impl Watcher {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {
-                Some(change) = self.changes.next() => self.on_change(&change),
-                Some(diagnostic) = self.diagnostics.next() => self.on_diagnostic(&diagnostic),
+                Some(update) = self.changes.next() => self.on_update(update),
+                Some(event) = self.diagnostics.next() => self.on_diagnostic_event(&event),
                 Some(line) = next_line(&mut self.narration) => self.show_log_line(line),
                 _ = tick.tick() => {
                     // Keeps "joined since" and "expires in" current.
@@ -219,10 +234,10 @@ impl Watcher {
     /// before the rest of its batch has been shown).
     fn drain(&mut self) {
         loop {
-            if let Some(Some(change)) = self.changes.next().now_or_never() {
-                self.on_change(&change);
-            } else if let Some(Some(diagnostic)) = self.diagnostics.next().now_or_never() {
-                self.on_diagnostic(&diagnostic);
+            if let Some(Some(update)) = self.changes.next().now_or_never() {
+                self.on_update(update);
+            } else if let Some(Some(event)) = self.diagnostics.next().now_or_never() {
+                self.on_diagnostic_event(&event);
             } else {
                 return;
             }
@@ -231,6 +246,21 @@ impl Watcher {
 
     fn shows(&self, room_id: &RoomId) -> bool {
         self.rooms.is_empty() || self.rooms.contains(room_id)
+    }
+
+    fn on_update(&mut self, update: SessionUpdate) {
+        match update {
+            SessionUpdate::Change(change) => self.on_change(&change),
+            SessionUpdate::Resync { missed, calls } => {
+                let calls: Vec<(CallId, Vec<Arc<Participant>>)> = calls
+                    .into_iter()
+                    .filter(|(call, _)| self.shows(call.room_id()))
+                    .map(|(call, participants)| (call, participants.into_iter().collect()))
+                    .collect();
+                self.on_resync(missed, calls);
+            }
+            _ => {}
+        }
     }
 
     fn on_change(&mut self, change: &SessionChange) {
@@ -247,6 +277,7 @@ impl Watcher {
         if !self.shows(room_id) {
             return;
         }
+        self.shown.apply(change);
         match self.mode {
             Mode::Plain => {
                 if let Some(object) = format::change_json(change) {
@@ -265,11 +296,78 @@ impl Watcher {
         }
     }
 
+    /// The watcher fell behind and missed `missed` changes: say so, then show what makes the
+    /// output true again (who left and who joined meanwhile, the calls that ended and started).
+    fn on_resync(&mut self, missed: u64, calls: Vec<(CallId, Vec<Arc<Participant>>)>) {
+        let active = calls.len();
+        let steps = self.shown.resync(calls);
+        match self.mode {
+            Mode::Plain => {
+                print_line(&format::resync_json(missed, active));
+                for step in &steps {
+                    let object = match step {
+                        Step::Change(change) => format::change_json(change),
+                        Step::LeftOnResync(participant) => {
+                            Some(format::left_on_resync_json(participant))
+                        }
+                    };
+                    if let Some(object) = object {
+                        print_line(&object);
+                    }
+                }
+            }
+            Mode::Table { tty } => {
+                // One redraw (or one table) for the whole catch-up, however long.
+                self.add_log_line(format::resync_line(missed, active));
+                for step in &steps {
+                    let line = match step {
+                        Step::Change(change) => format::change_line(change),
+                        Step::LeftOnResync(participant) => {
+                            Some(format::left_on_resync_line(participant))
+                        }
+                    };
+                    if let Some(line) = line {
+                        self.add_log_line(line);
+                    }
+                }
+                if tty {
+                    self.redraw();
+                } else {
+                    println!("{}", self.table());
+                }
+            }
+        }
+    }
+
+    fn on_diagnostic_event(&mut self, event: &DiagnosticEvent) {
+        match event {
+            DiagnosticEvent::Diagnostic(diagnostic) => self.on_diagnostic(diagnostic),
+            DiagnosticEvent::Missed { missed } => {
+                let Mode::Table { tty } = self.mode else {
+                    print_line(&format::diagnostics_missed_json(*missed));
+                    return;
+                };
+                let line = format!(
+                    "{} {}",
+                    format::clock(),
+                    format::diagnostics_missed_line(*missed)
+                );
+                if tty {
+                    self.push_rejected(line);
+                } else {
+                    println!("rejected: {line}");
+                }
+            }
+            _ => {}
+        }
+    }
+
     fn on_diagnostic(&mut self, diagnostic: &Diagnostic) {
-        let Some(room_id) = format::diagnostic_room(diagnostic) else {
-            return;
-        };
-        if !self.shows(room_id) {
+        // A defect of a whole response (no room) concerns every room.
+        if let Some(room) = format::diagnostic_room(diagnostic)
+            && !self.rooms.is_empty()
+            && !self.rooms.iter().any(|shown| shown.as_str() == room)
+        {
             return;
         }
         match self.mode {
@@ -282,11 +380,7 @@ impl Watcher {
                 );
                 self.rejected_total += 1;
                 if tty {
-                    self.rejected.push_back(line);
-                    while self.rejected.len() > REJECTED_LINES {
-                        self.rejected.pop_front();
-                    }
-                    self.redraw();
+                    self.push_rejected(line);
                 } else {
                     println!("rejected: {line}");
                 }
@@ -294,25 +388,29 @@ impl Watcher {
         }
     }
 
+    fn push_rejected(&mut self, line: String) {
+        self.rejected.push_back(line);
+        while self.rejected.len() > REJECTED_LINES {
+            self.rejected.pop_front();
+        }
+        self.redraw();
+    }
+
     /// The calls shown, with their participants, as text.
     fn table(&self) -> String {
-        let mut calls: Vec<_> = self
+        let calls: Vec<CallId> = self
             .rtc
             .active_calls()
             .into_iter()
-            .filter(|(room_id, _)| self.shows(room_id))
+            .filter(|call| self.shows(call.room_id()))
             .collect();
-        calls.sort();
         let mut out = String::new();
         if calls.is_empty() {
             out.push_str("  (no active call)\n");
         }
-        for (room_id, slot_id) in calls {
-            let Ok(call) = self.rtc.call(&room_id, &slot_id) else {
-                continue;
-            };
-            let participants: Vec<_> = call.participants().into_iter().collect();
-            out.push_str(&format::call_table(&room_id, &slot_id, &participants));
+        for call in calls {
+            let participants: Vec<_> = self.rtc.call(&call).participants().into_iter().collect();
+            out.push_str(&format::call_table(&call, &participants));
         }
         out
     }

@@ -25,6 +25,7 @@ const val TIMEOUT_MS = 30_000L
 val env: Map<String, String> = System.getenv()
 val room = env.getValue("RTC_TEST_ROOM_ID")
 val slot = env.getValue("RTC_TEST_SLOT_ID")
+val call = roomCall(room)
 val fast = JoinConfig(delayMs = 3_000uL, restartIntervalMs = 1_000uL)
 
 fun check(condition: Boolean, message: () -> String) {
@@ -56,16 +57,35 @@ class StatusValues : Values<OwnStatus>(), OwnStatusListener {
     override fun onUpdate(status: OwnStatus) = push(status)
 }
 
+/** The diagnostics reported, and how many were missed if this listener fell behind. */
 class DiagnosticValues : Values<Diagnostic>(), DiagnosticsListener {
-    override fun onUpdate(diagnostic: Diagnostic) = push(diagnostic)
+    val missed = MutableStateFlow<List<ULong>>(emptyList())
+
+    override fun onUpdate(event: DiagnosticEvent) = when (event) {
+        is DiagnosticEvent.Reported -> push(event.diagnostic)
+        is DiagnosticEvent.Missed -> missed.update { it + event.missed }
+    }
 }
 
+/** Calls started and ended, and the resyncs if this listener fell behind. */
 class CallEventValues : Values<CallEvent>(), CallEventsListener {
-    override fun onUpdate(event: CallEvent) = push(event)
+    val resyncs = MutableStateFlow<List<CallEvent.Resync>>(emptyList())
+
+    override fun onUpdate(event: CallEvent) = when (event) {
+        is CallEvent.Started, is CallEvent.Ended -> push(event)
+        is CallEvent.Resync -> resyncs.update { it + event }
+    }
 }
 
+/** The membership changes, and the resyncs (every active call's participants) if this
+ * listener fell behind. */
 class SessionChangeValues : Values<SessionChange>(), SessionChangesListener {
-    override fun onUpdate(change: SessionChange) = push(change)
+    val resyncs = MutableStateFlow<List<SessionUpdate.Resync>>(emptyList())
+
+    override fun onUpdate(update: SessionUpdate) = when (update) {
+        is SessionUpdate.Change -> push(update.change)
+        is SessionUpdate.Resync -> resyncs.update { it + update }
+    }
 }
 
 /** The participant list, kept up to date from the diffs as an app would. */
@@ -124,7 +144,7 @@ suspend inline fun <reified E : RtcFfiException> expectError(block: () -> Unit) 
 /** Subscribes a fresh listener, cancels it, and returns a weak reference to the listener. */
 suspend fun Suite.releasedAfterCancel(): WeakReference<ParticipantRows> {
     val listener = ParticipantRows()
-    val handle = a.subscribeParticipants(room, slot, listener)
+    val handle = a.subscribeParticipants(call, listener)
     handle.cancel()
     withTimeout(TIMEOUT_MS) { while (!handle.isFinished()) delay(10) }
     handle.close()
@@ -150,10 +170,11 @@ class Suite {
         b = RtcClient.build(configFor("B"))
         check(a.userId() == env["RTC_TEST_A_USER_ID"]) { "user id ${a.userId()}" }
         check(a.deviceId() == env["RTC_TEST_A_DEVICE_ID"]) { "device id ${a.deviceId()}" }
-        expectError<RtcFfiException.InvalidArgument> { a.join("not-a-room", slot, fast) }
-        expectError<RtcFfiException.InvalidArgument> { a.join(room, "no-slot", fast) }
-        expectError<RtcFfiException.NotRunning> { a.join(room, slot, fast) }
-        expectError<RtcFfiException.InvalidArgument> { a.participants("not-a-room", slot) }
+        check(call == CallId(room, slot)) { "$call" }
+        expectError<RtcFfiException.InvalidArgument> { a.join(CallId("not-a-room", slot), fast) }
+        expectError<RtcFfiException.InvalidArgument> { a.join(CallId(room, "no-slot"), fast) }
+        expectError<RtcFfiException.NotRunning> { a.join(call, fast) }
+        expectError<RtcFfiException.InvalidArgument> { a.participants(CallId("not-a-room", slot)) }
     }
 
     suspend fun startAndDiagnostics() {
@@ -166,12 +187,13 @@ class Suite {
         diagnostics.waitFor("the bad membership's diagnostic") { all -> all.any { it.eventId == bad } }
         val found = diagnostics.all.value.first { it.eventId == bad }
         check(found.kind == DiagnosticKind.MEMBERSHIP && found.roomId == room && found.reason.isNotEmpty()) { "$found" }
+        check(found.cap == null && found.dropped == null) { "$found" }
     }
 
     suspend fun joinAndSeeOwnEntry() {
-        handles += a.subscribeParticipants(room, slot, participants)
-        handles += a.subscribeCallActive(room, slot, active)
-        handles += a.subscribeOwnStatus(room, slot, status)
+        handles += a.subscribeParticipants(call, participants)
+        handles += a.subscribeCallActive(call, active)
+        handles += a.subscribeOwnStatus(call, status)
         handles += a.subscribeCallEvents(callEvents)
         handles += a.subscribeSessionChanges(changes)
         // Each subscription delivered its current value before returning.
@@ -181,8 +203,8 @@ class Suite {
         check(active.latest == false) { "active ${active.latest}" }
         check(status.latest == OwnStatus.Disconnected) { "status ${status.latest}" }
 
-        a.join(room, slot, fast)
-        val now = a.ownStatus(room, slot)
+        a.join(call, fast)
+        val now = a.ownStatus(call)
         check(now is OwnStatus.Connected && now.deadManSwitch) { "status after join $now" }
         val me = env.getValue("RTC_TEST_A_USER_ID")
         participants.waitFor("A's own entry") { it.lastOrNull()?.any { p -> p.userId == me } == true }
@@ -193,19 +215,25 @@ class Suite {
         check(own.memberId.isNotEmpty() && own.livekitIdentity.isNotEmpty() && own.createdTs > 0uL) { "$own" }
         active.waitFor("the call to be active") { it.lastOrNull() == true }
         status.waitFor("A connected") { it.lastOrNull() is OwnStatus.Connected }
-        check(a.isCallActive(room, slot)) { "not active" }
-        check(a.activeCalls() == listOf(CallId(room, slot))) { "${a.activeCalls()}" }
-        callEvents.waitFor("the call to start") { all -> all.any { it is CallEvent.Started } }
+        check(a.isCallActive(call)) { "not active" }
+        check(a.activeCalls() == listOf(call)) { "${a.activeCalls()}" }
+        callEvents.waitFor("the call to start") { all -> all.any { it is CallEvent.Started && it.call == call } }
+        changes.waitFor("A's join as a session change") { all ->
+            all.any { it is SessionChange.Joined && it.participant.userId == me }
+        }
+        // Joining again as another member is refused, with the reason as the error's kind.
+        expectError<RtcFfiException.AlreadyJoined> { a.join(call, fast) }
+        check(a.ownStatus(call) is OwnStatus.Connected) { "${a.ownStatus(call)}" }
         val main = Thread.currentThread().id
         check(participants.threads.any { it != main }) { "no update from a library thread" }
     }
 
     suspend fun secondParticipantJoins() {
-        b.join(room, slot, fast)
+        b.join(call, fast)
         val other = env.getValue("RTC_TEST_B_USER_ID")
         participants.waitFor("B in A's list") { it.lastOrNull()?.any { p -> p.userId == other } == true }
         check(participants.users().toSet() == setOf(env["RTC_TEST_A_USER_ID"], other)) { "${participants.users()}" }
-        check(a.participants(room, slot).map { it.userId } == participants.users()) { "snapshot differs" }
+        check(a.participants(call).map { it.userId } == participants.users()) { "snapshot differs" }
     }
 
     suspend fun secondParticipantResumesAfterARestart() {
@@ -215,16 +243,16 @@ class Suite {
         b.close()
         b = RtcClient.build(configFor("B"))
         b.start()
-        check(b.interruptedCalls() == listOf(CallId(room, slot))) { "${b.interruptedCalls()}" }
+        check(b.interruptedCalls() == listOf(call)) { "${b.interruptedCalls()}" }
         participants.waitFor("B's old membership to end") { it.lastOrNull()?.none { p -> p.userId == other } == true }
-        b.join(room, slot, fast)
+        b.join(call, fast)
         participants.waitFor("B back in A's list") { it.lastOrNull()?.any { p -> p.userId == other } == true }
     }
 
     suspend fun secondParticipantLeaves() {
         val other = env.getValue("RTC_TEST_B_USER_ID")
-        b.leave(room, slot)
-        check(b.ownStatus(room, slot) == OwnStatus.Disconnected) { "${b.ownStatus(room, slot)}" }
+        b.leave(call)
+        check(b.ownStatus(call) == OwnStatus.Disconnected) { "${b.ownStatus(call)}" }
         participants.waitFor("B gone from A's list") { it.lastOrNull()?.none { p -> p.userId == other } == true }
         check(participants.users() == listOf(env["RTC_TEST_A_USER_ID"])) { "${participants.users()}" }
         changes.waitFor("B's leave with its reason") { all ->
@@ -235,12 +263,16 @@ class Suite {
     }
 
     suspend fun leave() {
-        a.leave(room, slot)
+        a.leave(call)
         status.waitFor("A disconnected") { it.lastOrNull() == OwnStatus.Disconnected }
         participants.waitFor("an empty list") { it.lastOrNull()?.isEmpty() == true }
         active.waitFor("the call to end") { it.lastOrNull() == false }
-        callEvents.waitFor("the call-ended event") { all -> all.any { it is CallEvent.Ended } }
-        a.leave(room, slot) // leaving again does nothing
+        callEvents.waitFor("the call-ended event") { all -> all.any { it is CallEvent.Ended && it.call == call } }
+        a.leave(call) // leaving again does nothing
+        // Listeners that kept up were never told they fell behind.
+        check(changes.resyncs.value.isEmpty()) { "${changes.resyncs.value}" }
+        check(callEvents.resyncs.value.isEmpty()) { "${callEvents.resyncs.value}" }
+        check(diagnostics.missed.value.isEmpty()) { "${diagnostics.missed.value}" }
     }
 
     suspend fun closeHandles() {
@@ -266,7 +298,7 @@ class Suite {
         a.stop()
         b.stop()
         a.stop() // twice is harmless
-        expectError<RtcFfiException.NotRunning> { a.join(room, slot, fast) }
+        expectError<RtcFfiException.NotRunning> { a.join(call, fast) }
         a.close()
         b.close()
     }

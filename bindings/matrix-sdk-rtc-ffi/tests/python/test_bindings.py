@@ -127,15 +127,29 @@ class Status(Latest, rtc.OwnStatusListener):
 
 
 class Diagnostics(Latest, rtc.DiagnosticsListener):
-    pass
+    """Every DiagnosticEvent: `REPORTED` ones, and `MISSED` counts if this listener fell
+    behind."""
+
+    def reported(self):
+        return [e.diagnostic for e in self.values if isinstance(e, rtc.DiagnosticEvent.REPORTED)]
+
+    def missed(self):
+        return [e.missed for e in self.values if isinstance(e, rtc.DiagnosticEvent.MISSED)]
 
 
 class CallEvents(Latest, rtc.CallEventsListener):
-    pass
+    def resyncs(self):
+        return [e for e in self.values if isinstance(e, rtc.CallEvent.RESYNC)]
 
 
 class SessionChanges(Latest, rtc.SessionChangesListener):
-    pass
+    """Every SessionUpdate: `CHANGE`s, and `RESYNC`s if this listener fell behind."""
+
+    def changes(self):
+        return [u.change for u in self.values if isinstance(u, rtc.SessionUpdate.CHANGE)]
+
+    def resyncs(self):
+        return [u for u in self.values if isinstance(u, rtc.SessionUpdate.RESYNC)]
 
 
 def config_for(who):
@@ -158,6 +172,8 @@ class Suite:
     def __init__(self):
         self.room = ENV["RTC_TEST_ROOM_ID"]
         self.slot = ENV["RTC_TEST_SLOT_ID"]
+        self.call = rtc.room_call(self.room)
+        assert self.call == rtc.CallId(room_id=self.room, slot_id=self.slot), self.call
         self.handles = []
 
     async def expect_error(self, kind, call):
@@ -178,14 +194,13 @@ class Suite:
         self.b = await rtc.RtcClient.build(config_for("B"))
         assert self.a.user_id() == ENV["RTC_TEST_A_USER_ID"]
         assert self.a.device_id() == ENV["RTC_TEST_A_DEVICE_ID"]
-        await self.expect_error(
-            rtc.RtcFfiError.InvalidArgument, lambda: self.a.join("not-a-room", self.slot, FAST))
-        await self.expect_error(
-            rtc.RtcFfiError.InvalidArgument, lambda: self.a.join(self.room, "no-slot", FAST))
-        await self.expect_error(
-            rtc.RtcFfiError.NotRunning, lambda: self.a.join(self.room, self.slot, FAST))
+        bad_room = rtc.CallId(room_id="not-a-room", slot_id=self.slot)
+        bad_slot = rtc.CallId(room_id=self.room, slot_id="no-slot")
+        await self.expect_error(rtc.RtcFfiError.InvalidArgument, lambda: self.a.join(bad_room, FAST))
+        await self.expect_error(rtc.RtcFfiError.InvalidArgument, lambda: self.a.join(bad_slot, FAST))
+        await self.expect_error(rtc.RtcFfiError.NotRunning, lambda: self.a.join(self.call, FAST))
         try:
-            self.a.participants("not-a-room", self.slot)
+            self.a.participants(bad_room)
             raise AssertionError("expected InvalidArgument from a sync method")
         except rtc.RtcFfiError.InvalidArgument:
             pass
@@ -200,10 +215,11 @@ class Suite:
         bad = ENV["RTC_TEST_BAD_EVENT_ID"]
         await self.diagnostics.recorder.wait_for(
             "the bad membership's diagnostic",
-            lambda: any(d.event_id == bad for d in self.diagnostics.values))
-        found = next(d for d in self.diagnostics.values if d.event_id == bad)
+            lambda: any(d.event_id == bad for d in self.diagnostics.reported()))
+        found = next(d for d in self.diagnostics.reported() if d.event_id == bad)
         assert found.kind == rtc.DiagnosticKind.MEMBERSHIP, found
         assert found.room_id == self.room and found.reason, found
+        assert found.cap is None and found.dropped is None, found
 
     async def test_join_and_see_own_entry(self):
         self.participants = Participants(self.loop)
@@ -212,9 +228,9 @@ class Suite:
         self.call_events = CallEvents(self.loop)
         self.changes = SessionChanges(self.loop)
         self.handles += [
-            self.a.subscribe_participants(self.room, self.slot, self.participants),
-            self.a.subscribe_call_active(self.room, self.slot, self.active),
-            self.a.subscribe_own_status(self.room, self.slot, self.status),
+            self.a.subscribe_participants(self.call, self.participants),
+            self.a.subscribe_call_active(self.call, self.active),
+            self.a.subscribe_own_status(self.call, self.status),
             self.a.subscribe_call_events(self.call_events),
             self.a.subscribe_session_changes(self.changes),
         ]
@@ -227,8 +243,8 @@ class Suite:
         assert self.active.latest is False
         assert isinstance(self.status.latest, rtc.OwnStatus.DISCONNECTED), self.status.latest
 
-        await self.a.join(self.room, self.slot, FAST)
-        status = self.a.own_status(self.room, self.slot)
+        await self.a.join(self.call, FAST)
+        status = self.a.own_status(self.call)
         assert isinstance(status, rtc.OwnStatus.CONNECTED) and status.dead_man_switch, status
         me = ENV["RTC_TEST_A_USER_ID"]
         await self.participants.recorder.wait_for(
@@ -242,22 +258,30 @@ class Suite:
         await self.active.recorder.wait_for("the call to be active", lambda: self.active.latest)
         await self.status.recorder.wait_for(
             "A connected", lambda: isinstance(self.status.latest, rtc.OwnStatus.CONNECTED))
-        assert self.a.is_call_active(self.room, self.slot)
-        assert [c.room_id for c in self.a.active_calls()] == [self.room]
+        assert self.a.is_call_active(self.call)
+        assert self.a.active_calls() == [self.call], self.a.active_calls()
         await self.call_events.recorder.wait_for(
             "the call to start",
-            lambda: any(isinstance(e, rtc.CallEvent.STARTED) for e in self.call_events.values))
+            lambda: any(isinstance(e, rtc.CallEvent.STARTED) and e.call == self.call
+                        for e in self.call_events.values))
+        await self.changes.recorder.wait_for(
+            "A's join as a session change",
+            lambda: any(isinstance(c, rtc.SessionChange.JOINED) and c.participant.user_id == me
+                        for c in self.changes.changes()))
+        # Joining again as another member is refused, with the reason as the error's kind.
+        await self.expect_error(rtc.RtcFfiError.AlreadyJoined, lambda: self.a.join(self.call, FAST))
+        assert isinstance(self.a.own_status(self.call), rtc.OwnStatus.CONNECTED)
         # Live updates come from the library's own threads.
         main_thread = threading.get_ident()
         assert self.participants.recorder.threads - {main_thread}, "no update from a library thread"
 
     async def test_second_participant_joins(self):
-        await self.b.join(self.room, self.slot, FAST)
+        await self.b.join(self.call, FAST)
         other = ENV["RTC_TEST_B_USER_ID"]
         await self.participants.recorder.wait_for(
             "B in A's list", lambda: other in self.participants.users())
         assert sorted(self.participants.users()) == sorted([ENV["RTC_TEST_A_USER_ID"], other])
-        snapshot = self.a.participants(self.room, self.slot)
+        snapshot = self.a.participants(self.call)
         assert [p.user_id for p in snapshot] == self.participants.users(), snapshot
 
     async def test_second_participant_resumes_after_a_restart(self):
@@ -268,31 +292,30 @@ class Suite:
         gc.collect()
         self.b = await rtc.RtcClient.build(config_for("B"))
         await self.b.start()
-        assert self.b.interrupted_calls() == [rtc.CallId(room_id=self.room, slot_id=self.slot)], \
-            self.b.interrupted_calls()
+        assert self.b.interrupted_calls() == [self.call], self.b.interrupted_calls()
         await self.participants.recorder.wait_for(
             "B's old membership to end", lambda: other not in self.participants.users())
-        await self.b.join(self.room, self.slot, FAST)
+        await self.b.join(self.call, FAST)
         await self.participants.recorder.wait_for(
             "B back in A's list", lambda: other in self.participants.users())
 
     async def test_second_participant_leaves(self):
         other = ENV["RTC_TEST_B_USER_ID"]
-        await self.b.leave(self.room, self.slot)
-        assert isinstance(self.b.own_status(self.room, self.slot), rtc.OwnStatus.DISCONNECTED)
+        await self.b.leave(self.call)
+        assert isinstance(self.b.own_status(self.call), rtc.OwnStatus.DISCONNECTED)
         await self.participants.recorder.wait_for(
             "B gone from A's list", lambda: other not in self.participants.users())
         assert self.participants.users() == [ENV["RTC_TEST_A_USER_ID"]]
         await self.changes.recorder.wait_for(
             "B's leave with its reason",
             lambda: any(isinstance(c, rtc.SessionChange.LEFT) and c.participant.user_id == other
-                        for c in self.changes.values))
-        left = [c for c in self.changes.values
+                        for c in self.changes.changes()))
+        left = [c for c in self.changes.changes()
                 if isinstance(c, rtc.SessionChange.LEFT) and c.participant.user_id == other][-1]
         assert isinstance(left.reason, rtc.LeftReason.LEAVE_EVENT), left.reason
 
     async def test_leave(self):
-        await self.a.leave(self.room, self.slot)
+        await self.a.leave(self.call)
         await self.status.recorder.wait_for(
             "A disconnected", lambda: isinstance(self.status.latest, rtc.OwnStatus.DISCONNECTED))
         await self.participants.recorder.wait_for(
@@ -300,8 +323,13 @@ class Suite:
         await self.active.recorder.wait_for("the call to end", lambda: self.active.latest is False)
         await self.call_events.recorder.wait_for(
             "the call-ended event",
-            lambda: any(isinstance(e, rtc.CallEvent.ENDED) for e in self.call_events.values))
-        await self.a.leave(self.room, self.slot)  # leaving again does nothing
+            lambda: any(isinstance(e, rtc.CallEvent.ENDED) and e.call == self.call
+                        for e in self.call_events.values))
+        await self.a.leave(self.call)  # leaving again does nothing
+        # Listeners that kept up were never told they fell behind.
+        assert self.changes.resyncs() == [], self.changes.resyncs()
+        assert self.call_events.resyncs() == [], self.call_events.resyncs()
+        assert self.diagnostics.missed() == [], self.diagnostics.missed()
 
     async def test_close_handles(self):
         for handle in self.handles:
@@ -323,8 +351,7 @@ class Suite:
         self.a.stop()
         self.b.stop()
         self.a.stop()  # twice is harmless
-        await self.expect_error(
-            rtc.RtcFfiError.NotRunning, lambda: self.a.join(self.room, self.slot, FAST))
+        await self.expect_error(rtc.RtcFfiError.NotRunning, lambda: self.a.join(self.call, FAST))
         del self.a, self.b
         gc.collect()
 

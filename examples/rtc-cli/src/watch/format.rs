@@ -5,8 +5,7 @@ use std::{
 };
 
 use matrix_rtc_membership::MembershipFormat;
-use matrix_sdk::ruma::RoomId;
-use matrix_sdk_rtc::{Diagnostic, LeftReason, Participant, SessionChange, Transport};
+use matrix_sdk_rtc::{CallId, Cap, Diagnostic, LeftReason, Participant, SessionChange, Transport};
 use serde_json::{Map, Value, json};
 
 /// Widest member ID and transport shown in the table.
@@ -69,6 +68,40 @@ pub(super) fn change_json(change: &SessionChange) -> Option<Value> {
     Some(Value::Object(out))
 }
 
+/// The `left` object for a participant the watcher showed that is not in the current state
+/// after it fell behind (reason `resync`: it left while the watcher was behind).
+pub(super) fn left_on_resync_json(participant: &Participant) -> Value {
+    let mut out = Map::new();
+    out.insert("event".into(), "left".into());
+    out.insert("ts".into(), now_ms().into());
+    out.extend(participant_fields(participant));
+    out.insert("reason".into(), "resync".into());
+    Value::Object(out)
+}
+
+/// The log line for the same.
+pub(super) fn left_on_resync_line(p: &Participant) -> String {
+    format!(
+        "left: {} ({}), reason: resync (gone from the current state while the watcher was behind)",
+        p.user_id, p.device_id
+    )
+}
+
+/// The marker object of a resync: the watcher fell behind and missed `missed` changes; the
+/// lines that follow bring the output to the current state (`calls` active calls shown).
+pub(super) fn resync_json(missed: u64, calls: usize) -> Value {
+    json!({ "event": "resync", "ts": now_ms(), "missed": missed, "active_calls": calls })
+}
+
+/// The log line for the same.
+pub(super) fn resync_line(missed: u64, calls: usize) -> String {
+    format!(
+        "fell behind: missed {missed} changes; catching up with the current state ({calls} \
+         active call{})",
+        if calls == 1 { "" } else { "s" }
+    )
+}
+
 fn participant_fields(participant: &Participant) -> Map<String, Value> {
     let fields = json!({
         "room_id": participant.room_id,
@@ -125,20 +158,23 @@ pub(super) fn change_line(change: &SessionChange) -> Option<String> {
     })
 }
 
-/// The room a diagnostic is about.
-pub(super) fn diagnostic_room(diagnostic: &Diagnostic) -> Option<&RoomId> {
+/// The room a diagnostic is about: its ID, or for a malformed part of a response the room key
+/// as sent. `None` for a defect of the whole response.
+pub(super) fn diagnostic_room(diagnostic: &Diagnostic) -> Option<&str> {
     match diagnostic {
-        Diagnostic::Sticky { room_id, .. } => Some(room_id),
-        Diagnostic::Membership(inner) => Some(&inner.room_id),
-        Diagnostic::AwaitingRoomKey { room_id, .. } => Some(room_id),
+        Diagnostic::Sticky { room_id, .. }
+        | Diagnostic::AwaitingRoomKey { room_id, .. }
+        | Diagnostic::Capped { room_id, .. } => Some(room_id.as_str()),
+        Diagnostic::Membership(inner) => Some(inner.room_id.as_str()),
+        Diagnostic::MalformedBatch { room, .. } => room.as_deref(),
         _ => None,
     }
 }
 
-/// The JSON object for a rejected event.
+/// The JSON object for a rejected event (or what a cap dropped).
 pub(super) fn diagnostic_json(diagnostic: &Diagnostic) -> Value {
     let (layer, sender, reason) = diagnostic_parts(diagnostic);
-    json!({
+    let mut object = json!({
         "event": "rejected",
         "ts": now_ms(),
         "layer": layer,
@@ -146,7 +182,14 @@ pub(super) fn diagnostic_json(diagnostic: &Diagnostic) -> Value {
         "event_id": diagnostic.event_id(),
         "sender": sender,
         "reason": reason,
-    })
+    });
+    if let (Diagnostic::Capped { cap, dropped, .. }, Some(fields)) =
+        (diagnostic, object.as_object_mut())
+    {
+        fields.insert("cap".into(), cap_name(*cap).into());
+        fields.insert("dropped".into(), (*dropped).into());
+    }
+    object
 }
 
 /// The log line for a rejected event.
@@ -155,14 +198,29 @@ pub(super) fn diagnostic_line(diagnostic: &Diagnostic) -> String {
     let event = diagnostic
         .event_id()
         .map_or_else(|| "(no event id)".to_owned(), ToString::to_string);
-    let room = diagnostic_room(diagnostic).map_or_else(String::new, ToString::to_string);
+    let room = diagnostic_room(diagnostic).unwrap_or("(the whole response)");
     let sender = sender.map_or_else(String::new, |sender| format!(" from {sender}"));
     format!("{layer}: {reason}: {event}{sender} in {room}")
+}
+
+/// The object saying the watcher fell behind and did not show `missed` diagnostics.
+pub(super) fn diagnostics_missed_json(missed: u64) -> Value {
+    json!({ "event": "diagnostics_missed", "ts": now_ms(), "missed": missed })
+}
+
+/// The log line for the same.
+pub(super) fn diagnostics_missed_line(missed: u64) -> String {
+    format!("fell behind: {missed} rejected events not shown")
 }
 
 fn diagnostic_parts(diagnostic: &Diagnostic) -> (&'static str, Option<String>, String) {
     match diagnostic {
         Diagnostic::Sticky { rejection, .. } => ("sticky", None, rejection.to_string()),
+        Diagnostic::MalformedBatch { rejection, .. } => (
+            "malformed",
+            None,
+            format!("unreadable part of a response: {rejection}"),
+        ),
         Diagnostic::Membership(inner) => (
             "membership",
             inner.sender.as_ref().map(ToString::to_string),
@@ -173,18 +231,40 @@ fn diagnostic_parts(diagnostic: &Diagnostic) -> (&'static str, Option<String>, S
             Some(sender.to_string()),
             "waiting for the room key".to_owned(),
         ),
+        Diagnostic::Capped {
+            sender,
+            cap,
+            dropped,
+            ..
+        } => (
+            "capped",
+            Some(sender.to_string()),
+            format!(
+                "the {} cap dropped {dropped} of this sender's events so far",
+                cap_name(*cap).replace('_', " ")
+            ),
+        ),
         _ => ("other", None, format!("{diagnostic:?}")),
     }
 }
 
+/// A stable, machine-readable name for a cap.
+fn cap_name(cap: Cap) -> &'static str {
+    match cap {
+        Cap::StickyMap => "sticky_map",
+        Cap::ParkedPerSender => "parked_per_sender",
+        Cap::ParkedPerRoom => "parked_per_room",
+        Cap::ParkedTotal => "parked_total",
+        _ => "other",
+    }
+}
+
 /// One call as a table: a heading and a row per participant, oldest first.
-pub(super) fn call_table(
-    room_id: &RoomId,
-    slot_id: &str,
-    participants: &[Arc<Participant>],
-) -> String {
+pub(super) fn call_table(call: &CallId, participants: &[Arc<Participant>]) -> String {
     let mut out = format!(
-        "CALL {room_id}  {slot_id}  ({} participant{})\n",
+        "CALL {}  {}  ({} participant{})\n",
+        call.room_id(),
+        call.slot_id(),
         participants.len(),
         if participants.len() == 1 { "" } else { "s" }
     );
@@ -298,5 +378,73 @@ fn human(ms: u64) -> String {
         0..60 => format!("{seconds}s"),
         60..3_600 => format!("{}m{:02}s", seconds / 60, seconds % 60),
         _ => format!("{}h{:02}m", seconds / 3_600, seconds / 60 % 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use matrix_sdk::ruma::{owned_room_id, owned_user_id};
+    use matrix_sdk_rtc::{Cap, Diagnostic, Rejection};
+
+    use super::{
+        diagnostic_json, diagnostic_line, diagnostics_missed_json, resync_json, resync_line,
+    };
+
+    #[test]
+    fn resync_and_missed_markers() {
+        let marker = resync_json(1_500, 2);
+        assert_eq!(marker["event"], "resync");
+        assert_eq!(marker["missed"], 1_500);
+        assert_eq!(marker["active_calls"], 2);
+        assert!(marker["ts"].is_u64());
+        assert_eq!(
+            resync_line(1_500, 1),
+            "fell behind: missed 1500 changes; catching up with the current state (1 active call)"
+        );
+        let missed = diagnostics_missed_json(7);
+        assert_eq!(missed["event"], "diagnostics_missed");
+        assert_eq!(missed["missed"], 7);
+    }
+
+    #[test]
+    fn capped_and_malformed_diagnostics() {
+        let capped = Diagnostic::Capped {
+            room_id: owned_room_id!("!room:example.org"),
+            sender: owned_user_id!("@flood:example.org"),
+            cap: Cap::ParkedPerSender,
+            dropped: 100,
+        };
+        let object = diagnostic_json(&capped);
+        assert_eq!(object["event"], "rejected");
+        assert_eq!(object["layer"], "capped");
+        assert_eq!(object["room_id"], "!room:example.org");
+        assert_eq!(object["sender"], "@flood:example.org");
+        assert_eq!(object["cap"], "parked_per_sender");
+        assert_eq!(object["dropped"], 100);
+        assert_eq!(object["event_id"], serde_json::Value::Null);
+        assert_eq!(
+            diagnostic_line(&capped),
+            "capped: the parked per sender cap dropped 100 of this sender's events so far: \
+             (no event id) from @flood:example.org in !room:example.org"
+        );
+
+        let whole = Diagnostic::MalformedBatch {
+            room: None,
+            rejection: Rejection::NotAnObject,
+        };
+        let object = diagnostic_json(&whole);
+        assert_eq!(object["layer"], "malformed");
+        assert_eq!(object["room_id"], serde_json::Value::Null);
+        assert!(object.get("cap").is_none());
+        assert_eq!(
+            diagnostic_line(&whole),
+            "malformed: unreadable part of a response: not a json object: (no event id) in \
+             (the whole response)"
+        );
+        let one_room = Diagnostic::MalformedBatch {
+            room: Some("!bad:example.org".to_owned()),
+            rejection: Rejection::NotAnObject,
+        };
+        assert_eq!(diagnostic_json(&one_room)["room_id"], "!bad:example.org");
     }
 }

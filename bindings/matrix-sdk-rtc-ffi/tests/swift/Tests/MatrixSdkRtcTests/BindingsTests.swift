@@ -11,6 +11,7 @@ import XCTest
 let env = ProcessInfo.processInfo.environment
 let room = env["RTC_TEST_ROOM_ID"]!
 let slot = env["RTC_TEST_SLOT_ID"]!
+let call = roomCall(roomId: room)
 let fast = JoinConfig(delayMs: 3_000, restartIntervalMs: 1_000)
 let timeout: TimeInterval = 30
 
@@ -65,16 +66,41 @@ final class StatusValues: Values<OwnStatus>, OwnStatusListener, @unchecked Senda
     func onUpdate(status: OwnStatus) { push(status) }
 }
 
+/// The diagnostics reported, and how many were missed if this listener fell behind.
 final class DiagnosticValues: Values<Diagnostic>, DiagnosticsListener, @unchecked Sendable {
-    func onUpdate(diagnostic: Diagnostic) { push(diagnostic) }
+    let missed = Values<UInt64>()
+
+    func onUpdate(event: DiagnosticEvent) {
+        switch event {
+        case .reported(let diagnostic): push(diagnostic)
+        case .missed(let count): missed.push(count)
+        }
+    }
 }
 
+/// Calls started and ended, and the calls active at each resync if this listener fell behind.
 final class CallEventValues: Values<CallEvent>, CallEventsListener, @unchecked Sendable {
-    func onUpdate(event: CallEvent) { push(event) }
+    let resyncs = Values<[CallId]>()
+
+    func onUpdate(event: CallEvent) {
+        switch event {
+        case .started, .ended: push(event)
+        case .resync(_, let active): resyncs.push(active)
+        }
+    }
 }
 
+/// The membership changes, and each resync's calls with their participants if this listener
+/// fell behind.
 final class SessionChangeValues: Values<SessionChange>, SessionChangesListener, @unchecked Sendable {
-    func onUpdate(change: SessionChange) { push(change) }
+    let resyncs = Values<[CallParticipants]>()
+
+    func onUpdate(update: SessionUpdate) {
+        switch update {
+        case .change(let change): push(change)
+        case .resync(_, let calls): resyncs.push(calls)
+        }
+    }
 }
 
 /// The participant list, kept up to date from the diffs as an app would.
@@ -147,6 +173,11 @@ func isNotRunning(_ error: RtcFfiError) -> Bool {
     return false
 }
 
+func isAlreadyJoined(_ error: RtcFfiError) -> Bool {
+    if case .AlreadyJoined = error { return true }
+    return false
+}
+
 extension TaskHandle {
     /// Waits until the task has ended.
     func waitUntilFinished() async throws {
@@ -197,17 +228,18 @@ final class BindingsTests: XCTestCase {
             let a = Shared.a!
             XCTAssertEqual(a.userId(), env["RTC_TEST_A_USER_ID"])
             XCTAssertEqual(a.deviceId(), env["RTC_TEST_A_DEVICE_ID"])
+            XCTAssertEqual(call, CallId(roomId: room, slotId: slot))
             await expectError("InvalidArgument", isInvalidArgument) {
-                try await a.join(roomId: "not-a-room", slotId: slot, config: fast)
+                try await a.join(call: CallId(roomId: "not-a-room", slotId: slot), config: fast)
             }
             await expectError("InvalidArgument", isInvalidArgument) {
-                try await a.join(roomId: room, slotId: "no-slot", config: fast)
+                try await a.join(call: CallId(roomId: room, slotId: "no-slot"), config: fast)
             }
             await expectError("NotRunning", isNotRunning) {
-                try await a.join(roomId: room, slotId: slot, config: fast)
+                try await a.join(call: call, config: fast)
             }
             await expectError("InvalidArgument", isInvalidArgument) {
-                _ = try a.participants(roomId: "not-a-room", slotId: slot)
+                _ = try a.participants(call: CallId(roomId: "not-a-room", slotId: slot))
             }
         }
     }
@@ -230,6 +262,8 @@ final class BindingsTests: XCTestCase {
             XCTAssertEqual(found.kind, .membership)
             XCTAssertEqual(found.roomId, room)
             XCTAssertFalse(found.reason.isEmpty)
+            XCTAssertNil(found.cap)
+            XCTAssertNil(found.dropped)
         }
     }
 
@@ -238,9 +272,9 @@ final class BindingsTests: XCTestCase {
             let a = Shared.a!
             let (participants, active, status) = (Shared.participants, Shared.active, Shared.status)
             Shared.handles += [
-                try a.subscribeParticipants(roomId: room, slotId: slot, listener: participants),
-                try a.subscribeCallActive(roomId: room, slotId: slot, listener: active),
-                try a.subscribeOwnStatus(roomId: room, slotId: slot, listener: status),
+                try a.subscribeParticipants(call: call, listener: participants),
+                try a.subscribeCallActive(call: call, listener: active),
+                try a.subscribeOwnStatus(call: call, listener: status),
                 a.subscribeCallEvents(listener: Shared.callEvents),
                 a.subscribeSessionChanges(listener: Shared.changes),
             ]
@@ -250,8 +284,8 @@ final class BindingsTests: XCTestCase {
             XCTAssertEqual(active.latest, false)
             XCTAssertEqual(status.latest, .disconnected)
 
-            try await a.join(roomId: room, slotId: slot, config: fast)
-            XCTAssertEqual(try a.ownStatus(roomId: room, slotId: slot), .connected(deadManSwitch: true))
+            try await a.join(call: call, config: fast)
+            XCTAssertEqual(try a.ownStatus(call: call), .connected(deadManSwitch: true))
             let me = env["RTC_TEST_A_USER_ID"]!
             try await participants.waitFor("A's own entry") { $0.last?.contains { $0.userId == me } == true }
             let own = participants.latest!.first!
@@ -266,11 +300,19 @@ final class BindingsTests: XCTestCase {
                 if case .connected = all.last { return true }
                 return false
             }
-            XCTAssertTrue(try a.isCallActive(roomId: room, slotId: slot))
-            XCTAssertEqual(a.activeCalls(), [CallId(roomId: room, slotId: slot)])
+            XCTAssertTrue(try a.isCallActive(call: call))
+            XCTAssertEqual(a.activeCalls(), [call])
             try await Shared.callEvents.waitFor("the call to start") { all in
-                all.contains { if case .started = $0 { return true } else { return false } }
+                all.contains { $0 == .started(call: call) }
             }
+            try await Shared.changes.waitFor("A's join as a session change") { all in
+                all.contains { if case .joined(let p) = $0 { return p.userId == me } else { return false } }
+            }
+            // Joining again as another member is refused, with the reason as the error's kind.
+            await expectError("AlreadyJoined", isAlreadyJoined) {
+                try await a.join(call: call, config: fast)
+            }
+            XCTAssertEqual(try a.ownStatus(call: call), .connected(deadManSwitch: true))
             XCTAssertTrue(participants.sawLibraryThread)
         }
     }
@@ -278,11 +320,11 @@ final class BindingsTests: XCTestCase {
     func test4SecondParticipantJoins() async throws {
         try await step(4) {
             let (a, b, participants) = (Shared.a!, Shared.b!, Shared.participants)
-            try await b.join(roomId: room, slotId: slot, config: fast)
+            try await b.join(call: call, config: fast)
             let other = env["RTC_TEST_B_USER_ID"]!
             try await participants.waitFor("B in A's list") { $0.last?.contains { $0.userId == other } == true }
             XCTAssertEqual(Set(participants.users), Set([env["RTC_TEST_A_USER_ID"]!, other]))
-            XCTAssertEqual(try a.participants(roomId: room, slotId: slot).map { $0.userId }, participants.users)
+            XCTAssertEqual(try a.participants(call: call).map { $0.userId }, participants.users)
         }
     }
 
@@ -295,11 +337,11 @@ final class BindingsTests: XCTestCase {
             Shared.b = try await RtcClient.build(config: configFor("B"))
             let b = Shared.b!
             try await b.start()
-            XCTAssertEqual(b.interruptedCalls(), [CallId(roomId: room, slotId: slot)])
+            XCTAssertEqual(b.interruptedCalls(), [call])
             try await Shared.participants.waitFor("B's old membership to end") {
                 $0.last?.contains { $0.userId == other } == false
             }
-            try await b.join(roomId: room, slotId: slot, config: fast)
+            try await b.join(call: call, config: fast)
             try await Shared.participants.waitFor("B back in A's list") {
                 $0.last?.contains { $0.userId == other } == true
             }
@@ -310,8 +352,8 @@ final class BindingsTests: XCTestCase {
         try await step(6) {
             let (b, participants) = (Shared.b!, Shared.participants)
             let other = env["RTC_TEST_B_USER_ID"]!
-            try await b.leave(roomId: room, slotId: slot)
-            XCTAssertEqual(try b.ownStatus(roomId: room, slotId: slot), .disconnected)
+            try await b.leave(call: call)
+            XCTAssertEqual(try b.ownStatus(call: call), .disconnected)
             try await participants.waitFor("B gone from A's list") { $0.last?.contains { $0.userId == other } == false }
             XCTAssertEqual(participants.users, [env["RTC_TEST_A_USER_ID"]!])
             func leftReason(_ change: SessionChange) -> LeftReason? {
@@ -326,14 +368,18 @@ final class BindingsTests: XCTestCase {
     func test7Leave() async throws {
         try await step(7) {
             let a = Shared.a!
-            try await a.leave(roomId: room, slotId: slot)
+            try await a.leave(call: call)
             try await Shared.status.waitFor("A disconnected") { $0.last == .disconnected }
             try await Shared.participants.waitFor("an empty list") { $0.last?.isEmpty == true }
             try await Shared.active.waitFor("the call to end") { $0.last == false }
             try await Shared.callEvents.waitFor("the call-ended event") { all in
-                all.contains { if case .ended = $0 { return true } else { return false } }
+                all.contains { $0 == .ended(call: call) }
             }
-            try await a.leave(roomId: room, slotId: slot)  // leaving again does nothing
+            try await a.leave(call: call)  // leaving again does nothing
+            // Listeners that kept up were never told they fell behind.
+            XCTAssertTrue(Shared.changes.resyncs.all.isEmpty, "\(Shared.changes.resyncs.all)")
+            XCTAssertTrue(Shared.callEvents.resyncs.all.isEmpty, "\(Shared.callEvents.resyncs.all)")
+            XCTAssertTrue(Shared.diagnostics.missed.all.isEmpty, "\(Shared.diagnostics.missed.all)")
         }
     }
 
@@ -352,7 +398,7 @@ final class BindingsTests: XCTestCase {
             let cancelled: TaskHandle = try {
                 let listener = ParticipantRows()
                 released = listener
-                let handle = try Shared.a.subscribeParticipants(roomId: room, slotId: slot, listener: listener)
+                let handle = try Shared.a.subscribeParticipants(call: call, listener: listener)
                 handle.cancel()
                 return handle
             }()
@@ -363,7 +409,7 @@ final class BindingsTests: XCTestCase {
             Shared.a.stop()  // twice is harmless
             let a = Shared.a!
             await expectError("NotRunning", isNotRunning) {
-                try await a.join(roomId: room, slotId: slot, config: fast)
+                try await a.join(call: call, config: fast)
             }
             Shared.a = nil
             Shared.b = nil
