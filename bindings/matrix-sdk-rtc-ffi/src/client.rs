@@ -173,6 +173,26 @@ impl RtcClient {
         runtime::run(async move { Ok(call.join(config.into()).await?) }).await
     }
 
+    /// Changes our membership of `call` while we are joining or joined: publish on
+    /// `transport_url` and/or announce `call_intent` from now on (`None` keeps each). It goes
+    /// out soon as a refresh of the same member. Fails with `NotInCall` otherwise.
+    pub async fn update_membership(
+        self: Arc<Self>,
+        call: CallId,
+        transport_url: Option<String>,
+        call_intent: Option<crate::CallIntent>,
+    ) -> Result<()> {
+        let call = self.call(&call)?;
+        let mut update = rtc::ContentUpdate::default();
+        if let Some(url) = transport_url {
+            update = update.with_transport(rtc::Transport::livekit(url));
+        }
+        if let Some(intent) = call_intent {
+            update = update.with_call_intent(intent.into());
+        }
+        runtime::run(async move { Ok(call.update(update).await?) }).await
+    }
+
     /// Leaves `call`, and returns once our leave is sent. Leaving a call we are not in does
     /// nothing.
     pub async fn leave(self: Arc<Self>, call: CallId) -> Result<()> {

@@ -36,6 +36,9 @@ pub enum RtcFfiError {
     /// the library keeps trying; `ownStatus` says `Error` with `retrying`).
     #[error("{0}")]
     JoinFailed(String),
+    /// Our membership could not be changed: we are not joining or joined in that call.
+    #[error("{0}")]
+    NotInCall(String),
     /// A request to the homeserver failed.
     #[error("{0}")]
     Request(String),
@@ -64,6 +67,7 @@ impl From<rtc::Error> for RtcFfiError {
                 Self::LeftBeforeJoined(message)
             }
             rtc::Error::JoinFailed(_) => Self::JoinFailed(message),
+            rtc::Error::UpdateFailed(_) => Self::NotInCall(message),
             rtc::Error::Request(_) => Self::Request(message),
             rtc::Error::Sdk(_) | rtc::Error::ClientBuild(_) => Self::Client(message),
             _ => Self::Other(message),

@@ -224,6 +224,12 @@ class Suite {
         // Joining again as another member is refused, with the reason as the error's kind.
         expectError<RtcFfiException.AlreadyJoined> { a.join(call, fast) }
         check(a.ownStatus(call) is OwnStatus.Connected) { "${a.ownStatus(call)}" }
+        // Our membership can change while joined: it is refreshed with the new transport.
+        a.updateMembership(call, "https://lk2.invalid", null)
+        participants.waitFor("A's new transport") {
+            it.lastOrNull()?.any { p -> p.transportServiceUrl == "https://lk2.invalid" } == true
+        }
+        expectError<RtcFfiException.NotInCall> { a.updateMembership(roomCall("!elsewhere:localhost"), null, null) }
         val main = Thread.currentThread().id
         check(participants.threads.any { it != main }) { "no update from a library thread" }
     }

@@ -271,6 +271,15 @@ class Suite:
         # Joining again as another member is refused, with the reason as the error's kind.
         await self.expect_error(rtc.RtcFfiError.AlreadyJoined, lambda: self.a.join(self.call, FAST))
         assert isinstance(self.a.own_status(self.call), rtc.OwnStatus.CONNECTED)
+        # Our membership can change while joined: it is refreshed with the new transport.
+        await self.a.update_membership(self.call, "https://lk2.invalid", None)
+        await self.participants.recorder.wait_for(
+            "A's new transport",
+            lambda: any(row.transport_service_url == "https://lk2.invalid" for row in self.participants.rows))
+        assert self.participants.users() == [me], self.participants.users()
+        await self.expect_error(
+            rtc.RtcFfiError.NotInCall,
+            lambda: self.a.update_membership(rtc.room_call("!elsewhere:localhost"), None, None))
         # Live updates come from the library's own threads.
         main_thread = threading.get_ident()
         assert self.participants.recorder.threads - {main_thread}, "no update from a library thread"

@@ -173,6 +173,11 @@ func isNotRunning(_ error: RtcFfiError) -> Bool {
     return false
 }
 
+func isNotInCall(_ error: RtcFfiError) -> Bool {
+    if case .NotInCall = error { return true }
+    return false
+}
+
 func isAlreadyJoined(_ error: RtcFfiError) -> Bool {
     if case .AlreadyJoined = error { return true }
     return false
@@ -313,6 +318,15 @@ final class BindingsTests: XCTestCase {
                 try await a.join(call: call, config: fast)
             }
             XCTAssertEqual(try a.ownStatus(call: call), .connected(deadManSwitch: true))
+            // Our membership can change while joined: it is refreshed with the new transport.
+            try await a.updateMembership(call: call, transportUrl: "https://lk2.invalid", callIntent: nil)
+            try await participants.waitFor("A's new transport") {
+                $0.last?.contains { $0.transportServiceUrl == "https://lk2.invalid" } == true
+            }
+            await expectError("NotInCall", isNotInCall) {
+                try await a.updateMembership(
+                    call: roomCall(roomId: "!elsewhere:localhost"), transportUrl: nil, callIntent: nil)
+            }
             XCTAssertTrue(participants.sawLibraryThread)
         }
     }
