@@ -1,7 +1,7 @@
 //! Each defect found in the old async driver, as a scenario of the machine.
 use std::time::Duration;
 
-use matrix_rtc_machine::{JoinFailure, RequestKind, Update};
+use matrix_rtc_machine::{JoinFailure, Update};
 use matrix_rtc_membership::{LeftReason, OwnMembershipConfig, OwnStatus, SessionChange};
 
 use super::support::{HOUR_MS, Harness, T0_MS, alice, join, leave, member, redaction, room_call};
@@ -13,24 +13,6 @@ fn short_lived() -> OwnMembershipConfig {
         restart_interval_ms: 2_000,
         ..OwnMembershipConfig::default()
     }
-}
-
-/// The member ids and transports of our join sends.
-fn our_joins(h: &Harness) -> Vec<(String, String)> {
-    h.performed
-        .iter()
-        .filter_map(|kind| match kind {
-            RequestKind::SendSticky { content, .. } if content.get("application").is_some() => {
-                Some((
-                    content["member"]["id"].as_str()?.to_owned(),
-                    content["transports"]["published"][0]["livekit_service_url"]
-                        .as_str()?
-                        .to_owned(),
-                ))
-            }
-            _ => None,
-        })
-        .collect()
 }
 
 /// A second `join()` on a call we are in is refused and changes nothing: the next refresh
@@ -51,7 +33,7 @@ fn a_refused_second_join_leaves_our_membership_as_it_was() {
     assert_eq!(refused, Err(JoinFailure::AlreadyJoined));
     // Past the refresh (50 % of the 20 s lifetime): every join sent is still the first one.
     h.advance(Duration::from_secs(25));
-    let joins = our_joins(&h);
+    let joins = h.sent_joins();
     assert!(
         joins.len() >= 2,
         "the join and at least one refresh: {joins:?}"

@@ -4,24 +4,6 @@ use matrix_rtc_membership::{CallIntent, OwnMembershipConfig, Transport};
 
 use super::support::{Harness, room_call};
 
-/// The transports of our join and refresh sends, with their member ids.
-fn sent_joins(h: &Harness) -> Vec<(String, String)> {
-    h.performed
-        .iter()
-        .filter_map(|kind| match kind {
-            RequestKind::SendSticky { content, .. } if content.get("application").is_some() => {
-                Some((
-                    content["member"]["id"].as_str()?.to_owned(),
-                    content["transports"]["published"][0]["livekit_service_url"]
-                        .as_str()?
-                        .to_owned(),
-                ))
-            }
-            _ => None,
-        })
-        .collect()
-}
-
 #[test]
 fn an_update_goes_out_as_a_refresh_of_the_same_member() {
     let mut h = Harness::new();
@@ -30,8 +12,12 @@ fn an_update_goes_out_as_a_refresh_of_the_same_member() {
             .update(&room_call(), ContentUpdate::default(), h.now),
         Err(UpdateFailure::NotInCall)
     );
-    h.join_with("m1", "https://lk-a.example.org", OwnMembershipConfig::default())
-        .expect("joins");
+    h.join_with(
+        "m1",
+        "https://lk-a.example.org",
+        OwnMembershipConfig::default(),
+    )
+    .expect("joins");
     let update = ContentUpdate::default()
         .with_transport(Transport::livekit("https://lk-b.example.org"))
         .with_call_intent(CallIntent::Audio);
@@ -40,7 +26,7 @@ fn an_update_goes_out_as_a_refresh_of_the_same_member() {
         .expect("updates");
     h.settle();
     assert_eq!(
-        sent_joins(&h),
+        h.sent_joins(),
         [
             ("m1".to_owned(), "https://lk-a.example.org".to_owned()),
             ("m1".to_owned(), "https://lk-b.example.org".to_owned())

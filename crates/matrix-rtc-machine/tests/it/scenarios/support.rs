@@ -322,6 +322,24 @@ impl Harness {
         }
     }
 
+    /// The member ids and transports of our join and refresh sends, in order.
+    pub(crate) fn sent_joins(&self) -> Vec<(String, String)> {
+        self.performed
+            .iter()
+            .filter_map(|kind| match kind {
+                RequestKind::SendSticky { content, .. } if content.get("application").is_some() => {
+                    Some((
+                        content["member"]["id"].as_str()?.to_owned(),
+                        content["transports"]["published"][0]["livekit_service_url"]
+                            .as_str()?
+                            .to_owned(),
+                    ))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The member ids published in the room call.
     pub(crate) fn members(&self) -> Vec<String> {
         self.machine
