@@ -57,8 +57,6 @@ struct OwnCall {
     machine: OwnMembership,
     /// The contents of our latest joins (at most two: the one leaving and the next).
     contents: Vec<MembershipContent>,
-    /// The member ID sync was last checked for, and whether sync showed it.
-    seen: Option<(String, bool)>,
     join_pending: bool,
     leave_pending: bool,
     /// The status last published.
@@ -70,7 +68,6 @@ impl OwnCall {
         Self {
             machine: OwnMembership::new(call.slot_id(), timings),
             contents: Vec::new(),
-            seen: None,
             join_pending: false,
             leave_pending: false,
             status: OwnStatus::Disconnected,
@@ -349,9 +346,9 @@ impl OwnCalls {
         now: Instant,
     ) {
         for (call, own) in &mut self.calls {
-            // Whether sync shows our current member ID; only changes are reported, and a new
-            // member ID starts from "not shown" (right after a join our event has not come
-            // back yet).
+            // Whether sync shows our current member ID, told after every input: the machine
+            // ignores a report it cannot trust yet (before our join is acknowledged, or within
+            // its grace after that), so a change told only once could be lost for good.
             if let Some(member_id) = own.machine.member_id().map(str::to_owned) {
                 let present = model.is_visible(
                     call.room_id(),
@@ -360,14 +357,7 @@ impl OwnCalls {
                     &identity.device_id,
                     &member_id,
                 );
-                let before = match &own.seen {
-                    Some((seen, shown)) if *seen == member_id => *shown,
-                    _ => false,
-                };
-                own.seen = Some((member_id, present));
-                if present != before {
-                    own.machine.handle_own_membership_in_sync(present, now);
-                }
+                own.machine.handle_own_membership_in_sync(present, now);
             }
             let mut unanswerable = Vec::new();
             while let Some(request) = own.machine.poll_request() {

@@ -1,2 +1,3 @@
 //! Tests of the machine crate.
 mod scenarios;
+mod sim;

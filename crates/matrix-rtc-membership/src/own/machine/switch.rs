@@ -304,13 +304,19 @@ impl OwnMembership {
             }
             refused => match s.purpose {
                 // Nothing was scheduled under that transaction.
-                SchedulePurpose::Resolve => Switch::Off,
+                SchedulePurpose::Resolve => {
+                    self.retries.success(action);
+                    Switch::Off
+                }
                 SchedulePurpose::Arm => {
                     let reason = if matches!(refused, Verdict::TooLarge(_)) {
                         UnavailableReason::DelayTooLarge
                     } else {
                         UnavailableReason::Refused
                     };
+                    // An answer ends the streak of transient failures: no stale
+                    // "retries exhausted" while we are in the call without a switch.
+                    self.retries.success(action);
                     warn!(slot = %self.slot_id, ?refused, "the server refused our delayed leave: no dead-man switch");
                     self.push_event(OwnEvent::DeadManSwitchUnavailable { reason });
                     Switch::Unavailable(reason)

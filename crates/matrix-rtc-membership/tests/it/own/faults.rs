@@ -433,3 +433,55 @@ fn extreme_config_and_server_values_do_not_panic() {
     let join = machine.poll_request().expect("no switch: join");
     assert_eq!(join.action(), OwnAction::SendJoin);
 }
+
+/// A schedule that used up its retry budget on 5xx and is then refused (delayed events
+/// disallowed): the membership goes on without a dead-man switch, and the status says so
+/// rather than a stale "retries exhausted" (found by the whole-system simulation, seed 3559).
+#[test]
+fn a_refusal_after_exhausted_schedule_retries_is_not_an_error() {
+    let now = Instant::now();
+    let config = OwnMembershipConfig::default();
+    let budget = config.network_retry_budget;
+    let mut machine = OwnMembership::new("m.call#ROOM", config);
+    machine
+        .join(JoinConfig::new("m1", ServerCapabilities::full()), now)
+        .expect("joins");
+    let mut at = now;
+    let mut failures = 0;
+    loop {
+        let request = machine.poll_request().expect("a request");
+        match request.kind() {
+            OwnRequestKind::ScheduleDelayedLeave { .. } if failures <= budget => {
+                failures += 1;
+                let outcome = RequestOutcome::Http {
+                    status: 503,
+                    errcode: None,
+                };
+                machine.handle_response(request.id(), outcome, at);
+                at = machine.next_deadline().expect("a retry");
+                machine.handle_timeout(at);
+            }
+            OwnRequestKind::ScheduleDelayedLeave { .. } => {
+                assert!(matches!(
+                    machine.status(),
+                    OwnStatus::Error {
+                        error: OwnError::RetriesExhausted { .. },
+                        retrying: true
+                    }
+                ));
+                machine.handle_response(request.id(), RequestOutcome::Unsupported, at);
+            }
+            OwnRequestKind::SendJoin { .. } => {
+                machine.handle_response(request.id(), RequestOutcome::sent("$join"), at);
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        machine.status(),
+        &OwnStatus::Connected {
+            dead_man_switch: false
+        }
+    );
+}
