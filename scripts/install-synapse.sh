@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the pinned Synapse into a Python virtual environment for the local test homeserver
-# (crates/rtc-test-homeserver). Idempotent: when the venv already imports the pinned version it
-# does nothing. Safe to run from several processes at once (the crate runs this script from
+# (crates/rtc-test-homeserver), with the pinned LiveKit server library (`livekit-api`) that the
+# harness's LiveKit JWT service stand-in (crates/rtc-test-homeserver/src/jwt_service.py) mints
+# tokens with. Idempotent: when the venv already imports both pinned versions it does nothing; a
+# venv with only Synapse gets the library added. Safe to run from several processes at once (the crate runs this script from
 # every test process that finds no venv): the work happens under an flock(1) on "<venv>.lock".
 #
 # Usage: scripts/install-synapse.sh
@@ -11,19 +13,24 @@
 set -euo pipefail
 
 SYNAPSE_VERSION="1.163.2"
+LIVEKIT_API_VERSION="1.2.2"
+# What the marker holds: the Rust crate compares it with its own constants.
+STAMP="matrix-synapse==$SYNAPSE_VERSION livekit-api==$LIVEKIT_API_VERSION"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${RTC_SYNAPSE_VENV:-$root/.build/synapse-venv}"
 python="${RTC_SYNAPSE_PYTHON:-python3}"
 # Written after a verified install; the Rust crate reads it as its fast path.
 marker="$venv/.rtc-synapse-version"
 
-# True when the venv imports Synapse at exactly the pinned version. (synapse.__version__ is no
-# use here: inside a git checkout it appends the checkout's branch and commit.)
-check_py='import sys, importlib.metadata, synapse
-sys.exit(importlib.metadata.version("matrix-synapse") != sys.argv[1])'
+# True when the venv imports Synapse and livekit-api at exactly the pinned versions.
+# (synapse.__version__ is no use here: inside a git checkout it appends the checkout's branch and
+# commit.)
+check_py='import sys, importlib.metadata, synapse, livekit.api
+sys.exit(importlib.metadata.version("matrix-synapse") != sys.argv[1]
+         or importlib.metadata.version("livekit-api") != sys.argv[2])'
 installed() {
     [ -x "$venv/bin/python" ] &&
-        "$venv/bin/python" -c "$check_py" "$SYNAPSE_VERSION" 2>/dev/null
+        "$venv/bin/python" -c "$check_py" "$SYNAPSE_VERSION" "$LIVEKIT_API_VERSION" 2>/dev/null
 }
 
 mkdir -p "$(dirname "$venv")"
@@ -31,8 +38,8 @@ exec 9>"$venv.lock"
 flock 9
 
 if installed; then
-    printf '%s\n' "$SYNAPSE_VERSION" >"$marker"
-    echo "install-synapse: matrix-synapse $SYNAPSE_VERSION already installed in $venv"
+    printf '%s\n' "$STAMP" >"$marker"
+    echo "install-synapse: $STAMP already installed in $venv"
     exit 0
 fi
 
@@ -41,19 +48,19 @@ if [ -e "$venv" ] && [ ! -e "$venv/pyvenv.cfg" ] && [ -n "$(ls -A "$venv")" ]; t
     exit 1
 fi
 
-echo "install-synapse: installing matrix-synapse $SYNAPSE_VERSION into $venv"
+echo "install-synapse: installing $STAMP into $venv"
 start=$(date +%s)
 rm -f "$marker"
 "$python" -m venv "$venv"
 # --compile: write the bytecode now, even when PYTHONDONTWRITEBYTECODE is set, so that every
 # server start does not compile Synapse's sources again.
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --compile \
-    "matrix-synapse==$SYNAPSE_VERSION"
+    "matrix-synapse==$SYNAPSE_VERSION" "livekit-api==$LIVEKIT_API_VERSION"
 
 if ! installed; then
-    echo "install-synapse: the venv at $venv does not import synapse $SYNAPSE_VERSION after" \
-        "installing; delete it and try again" >&2
+    echo "install-synapse: the venv at $venv does not import $STAMP after installing;" \
+        "delete it and try again" >&2
     exit 1
 fi
-printf '%s\n' "$SYNAPSE_VERSION" >"$marker"
+printf '%s\n' "$STAMP" >"$marker"
 echo "install-synapse: done in $(($(date +%s) - start)) s"

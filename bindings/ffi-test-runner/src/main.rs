@@ -18,6 +18,13 @@
 //! | `RTC_TEST_B_USER_ID`, `RTC_TEST_B_DEVICE_ID`, `RTC_TEST_B_ACCESS_TOKEN` | user B |
 //! | `RTC_TEST_STORE_DIR` | an empty folder for the clients' stores (deleted afterwards) |
 //! | `RTC_TEST_BAD_EVENT_ID` | the event that must be reported as a diagnostic |
+//! | `RTC_TEST_LIVEKIT_SERVICE_URL` | the LiveKit JWT service the homeserver advertises (a stand-in, see below) |
+//! | `RTC_TEST_LIVEKIT_SFU_URL` | the SFU URL that service hands out |
+//! | `RTC_TEST_LIVEKIT_API_SECRET` | the secret its JWTs are signed with (HS256) |
+//!
+//! The homeserver advertises `rtc_test_homeserver::JwtService`, a *stand-in* for a LiveKit JWT
+//! service (lk-jwt-service cannot be installed here): it follows lk-jwt-service's documented
+//! requests and answers, checks OpenID tokens against the Synapse, and mints real LiveKit JWTs.
 //!
 //! The suite must print `N passed, N failed` alone on a line. The runner exits with the
 //! suite's status, and fails if the suite exits 0 without that line or with failures in it.
@@ -29,7 +36,8 @@ use std::{
 };
 
 use rtc_test_homeserver::{
-    CreateRoomOptions, Method, TestHomeserver, TestUser, encode_path_segment, unique_id,
+    CreateRoomOptions, HomeserverConfig, Method, TestHomeserver, TestUser, encode_path_segment,
+    unique_id,
 };
 use serde_json::json;
 use tokio::{
@@ -69,9 +77,9 @@ struct Outcome {
 }
 
 async fn run(command: &[String]) -> Result<ExitCode, String> {
-    let hs = TestHomeserver::start()
+    let (hs, jwt) = TestHomeserver::start_with_jwt_service(HomeserverConfig::default())
         .await
-        .map_err(|error| format!("synapse does not start: {error}"))?;
+        .map_err(|error| format!("synapse or the jwt service stand-in does not start: {error}"))?;
     let alice = hs.register_user("ffi-a").await.map_err(describe)?;
     let bob = hs.register_user("ffi-b").await.map_err(describe)?;
     let options = CreateRoomOptions {
@@ -98,6 +106,9 @@ async fn run(command: &[String]) -> Result<ExitCode, String> {
         .env("RTC_TEST_SLOT_ID", SLOT_ID)
         .env("RTC_TEST_STORE_DIR", &store_dir)
         .env("RTC_TEST_BAD_EVENT_ID", &bad_event_id)
+        .env("RTC_TEST_LIVEKIT_SERVICE_URL", jwt.url())
+        .env("RTC_TEST_LIVEKIT_SFU_URL", jwt.sfu_url())
+        .env("RTC_TEST_LIVEKIT_API_SECRET", jwt.api_secret())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .kill_on_drop(true);
@@ -113,6 +124,7 @@ async fn run(command: &[String]) -> Result<ExitCode, String> {
     let outcome = tokio::time::timeout(timeout, run_child(child, command)).await;
     remove_dir(&store_dir);
     drop(hs);
+    drop(jwt);
 
     let outcome = match outcome {
         Ok(outcome) => outcome?,

@@ -193,6 +193,19 @@ impl RtcClient {
         runtime::run(async move { Ok(call.update(update).await?) }).await
     }
 
+    /// LiveKit credentials for our membership of `call` (we must be joining or joined): the
+    /// SFU URL, a JWT and our LiveKit identity, from the JWT service our membership publishes
+    /// (`/get_token`, else the legacy `/sfu/get`) or from the homeserver. Cached until shortly
+    /// before the JWT expires. Fails with `NotInCall` when we are not in the call and
+    /// `LiveKit` when the token endpoint fails.
+    pub async fn livekit_credentials(
+        self: Arc<Self>,
+        call: CallId,
+    ) -> Result<crate::LiveKitCredentials> {
+        let call = self.call(&call)?;
+        runtime::run(async move { Ok(call.livekit_credentials().await?.into()) }).await
+    }
+
     /// Leaves `call`, and returns once our leave is sent. Leaving a call we are not in does
     /// nothing.
     pub async fn leave(self: Arc<Self>, call: CallId) -> Result<()> {

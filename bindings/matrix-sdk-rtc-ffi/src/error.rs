@@ -42,6 +42,11 @@ pub enum RtcFfiError {
     /// A request to the homeserver failed.
     #[error("{0}")]
     Request(String),
+    /// Getting LiveKit credentials failed: the token service (or the homeserver's token
+    /// endpoint) is unreachable, refused, or answered something unusable, or the homeserver
+    /// gave no OpenID token.
+    #[error("{0}")]
+    LiveKit(String),
     /// The Matrix client failed: building it, its stores, its session or its sync.
     #[error("{0}")]
     Client(String),
@@ -71,6 +76,20 @@ impl From<rtc::Error> for RtcFfiError {
             rtc::Error::Request(_) => Self::Request(message),
             rtc::Error::Sdk(_) | rtc::Error::ClientBuild(_) => Self::Client(message),
             _ => Self::Other(message),
+        }
+    }
+}
+
+impl From<rtc::LiveKitError> for RtcFfiError {
+    fn from(error: rtc::LiveKitError) -> Self {
+        let message = error.to_string();
+        match error {
+            rtc::LiveKitError::NotLoggedIn | rtc::LiveKitError::DriverStopped => {
+                Self::NotRunning(message)
+            }
+            rtc::LiveKitError::NotJoined => Self::NotInCall(message),
+            rtc::LiveKitError::NoTransport => Self::MissingFeature(message),
+            _ => Self::LiveKit(message),
         }
     }
 }
@@ -120,6 +139,24 @@ mod tests {
         assert!(
             matches!(&no_transport, RtcFfiError::MissingFeature(message) if message.contains("transport")),
             "{no_transport:?}"
+        );
+    }
+
+    #[test]
+    fn livekit_errors_keep_their_kind() {
+        assert!(matches!(
+            RtcFfiError::from(rtc::LiveKitError::NotJoined),
+            RtcFfiError::NotInCall(_)
+        ));
+        let refused = RtcFfiError::from(rtc::LiveKitError::Refused {
+            endpoint: rtc::TokenEndpoint::ServiceGetToken,
+            status: 403,
+            errcode: Some("M_FORBIDDEN".to_owned()),
+            message: "no".to_owned(),
+        });
+        assert!(
+            matches!(&refused, RtcFfiError::LiveKit(message) if message.contains("403")),
+            "{refused:?}"
         );
     }
 

@@ -36,6 +36,7 @@ mod config;
 mod error;
 mod events;
 mod listeners;
+mod livekit;
 mod logging;
 mod participant;
 mod runtime;
@@ -54,6 +55,7 @@ pub use self::{
         CallActiveListener, CallEventsListener, DiagnosticsListener, OwnStatusListener,
         ParticipantsListener, SessionChangesListener,
     },
+    livekit::LiveKitCredentials,
     logging::init_logging,
     participant::{CallIntent, Participant, ParticipantsDiff},
     status::OwnStatus,

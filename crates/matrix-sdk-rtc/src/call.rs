@@ -11,11 +11,11 @@ use matrix_rtc_membership::{
     MembershipContent, OwnStatus, Participant, ServerCapabilities, Transport,
 };
 use matrix_sdk::{RoomState, ruma::RoomId};
-use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
 use crate::{
-    Error, JoinOptions, MissingFeature, Result, RtcClient,
+    Error, JoinOptions, LiveKitCredentials, LiveKitError, MissingFeature, Result, RtcClient,
+    livekit,
     observe::{self, CallObservables},
     pump::Control,
 };
@@ -190,28 +190,28 @@ impl RtcCall {
         done.await.map_err(|_| Error::DriverStopped)?
     }
 
-    /// The first LiveKit transport the homeserver advertises.
-    async fn advertised_transport(&self) -> Result<Transport> {
-        let transports = self.rtc.api().rtc_transports().await?;
-        transports
-            .iter()
-            .find_map(|raw| livekit_service_url(raw))
-            .map(Transport::livekit)
-            .ok_or(Error::NoTransport)
+    /// LiveKit credentials for our membership of this call: the SFU URL, a JWT for it and
+    /// our LiveKit identity there (the one peers compute for our membership). Usable once we
+    /// joined (while joining too: the identity derives only from our member ID).
+    ///
+    /// The token comes from the transport our membership publishes on: a JWT service
+    /// (`/get_token` with a fresh OpenID token from the homeserver, falling back to the
+    /// legacy `/sfu/get`), or, for a LiveKit transport with only an SFU `url`, the
+    /// homeserver's MSC4195 endpoint. It is cached until shortly before it expires; a call
+    /// after that fetches a new one. Nothing is retried: see
+    /// [`LiveKitError::is_transient`](crate::LiveKitError::is_transient).
+    pub async fn livekit_credentials(
+        &self,
+    ) -> std::result::Result<LiveKitCredentials, LiveKitError> {
+        livekit::credentials(&self.rtc, &self.id).await
     }
-}
 
-fn livekit_service_url(raw: &RawValue) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Entry {
-        #[serde(rename = "type")]
-        transport_type: String,
-        livekit_service_url: Option<String>,
+    /// The transport to publish on, from the homeserver's list (see
+    /// [`livekit::choose_transport`]).
+    async fn advertised_transport(&self) -> Result<Transport> {
+        let transports = livekit::advertised_transports(self.rtc.api()).await?;
+        livekit::choose_transport(&transports).ok_or(Error::NoTransport)
     }
-    let entry: Entry = serde_json::from_str(raw.get()).ok()?;
-    (entry.transport_type == matrix_rtc_membership::wire::TRANSPORT_LIVEKIT)
-        .then_some(entry.livekit_service_url)
-        .flatten()
 }
 
 /// The observable state of one call, without the means to join it: its participants and

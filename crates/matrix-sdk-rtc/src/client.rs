@@ -15,6 +15,7 @@ use crate::{
     CallEvent, DiagnosticEvent, Error, HomeserverApi, Result, RtcCall, RtcConfig, ServerFeatures,
     SessionUpdate, SideSync, SideSyncStatus,
     encryption::Encryptor,
+    livekit::LiveKitTokens,
     observe::Registry,
     persist::CallStore,
     pump::{
@@ -74,6 +75,8 @@ struct Inner {
     store_passphrase: Option<String>,
     /// Calls we were in when the app last stopped (see [`RtcClient::interrupted_calls`]).
     interrupted: Mutex<Vec<CallId>>,
+    /// Cached LiveKit credentials, per call.
+    livekit: LiveKitTokens,
 }
 
 /// What `start` set up, torn down on shutdown or drop.
@@ -193,6 +196,7 @@ impl RtcClient {
                 encryptor,
                 store_passphrase,
                 interrupted: Mutex::new(Vec::new()),
+                livekit: LiveKitTokens::default(),
             }),
         }
     }
@@ -403,6 +407,11 @@ impl RtcClient {
 
     pub(crate) fn api(&self) -> &HomeserverApi {
         &self.inner.api
+    }
+
+    /// The cache of LiveKit credentials.
+    pub(crate) fn livekit_tokens(&self) -> &LiveKitTokens {
+        &self.inner.livekit
     }
 
     /// Our handle on the client's olm machine, when we built the client.

@@ -24,7 +24,9 @@
 //!   [`RtcClient::start`]. The app keeps running its own sync loop.
 //! * [`RtcCall`] is one call ([`CallId`]: a slot of a room): its participants as an
 //!   `eyeball_im` vector with `VectorDiff` updates, whether it is active, our own status, and
-//!   [`join`](RtcCall::join) / [`leave`](RtcCall::leave).
+//!   [`join`](RtcCall::join) / [`leave`](RtcCall::leave). Once joined,
+//!   [`livekit_credentials`](RtcCall::livekit_credentials) gives the SFU URL, a JWT and our
+//!   LiveKit identity to connect to the call's media.
 //! * [`RtcClient::subscribe_session_changes`], [`RtcClient::subscribe_call_events`] and
 //!   [`RtcClient::subscribe_diagnostics`] are streams across all rooms. None of them loses
 //!   silently: a reader that falls behind is told so, with the current state to resync from.
@@ -92,6 +94,7 @@ mod config;
 mod encryption;
 mod error;
 mod events;
+mod livekit;
 mod observe;
 mod offline;
 mod persist;
@@ -112,5 +115,6 @@ pub use self::{
     config::{JoinOptions, RtcConfig},
     error::{Error, Result},
     events::{CallEvent, DiagnosticEvent, SessionUpdate},
+    livekit::{LiveKitCredentials, LiveKitError, TokenEndpoint},
     offline::{IngestStats, OfflineIngest},
 };

@@ -14,6 +14,7 @@ use matrix_rtc_machine::{
     CallId, ContentUpdate, JoinParams, Outcome, OwnCallRecords, PageFlags, RequestId, RtcMachine,
     Update,
 };
+use matrix_rtc_membership::Transport;
 use matrix_sdk::ruma::OwnedRoomId;
 use matrix_sticky_events::{Receipt, StickyBatch};
 use serde_json::value::RawValue;
@@ -56,6 +57,21 @@ pub(crate) enum Control {
     },
     /// A request of the machine finished.
     Outcome { id: RequestId, outcome: Outcome },
+    /// The app asks for our member ID and transport in a call (for LiveKit credentials,
+    /// which `livekit` fetches outside the machine).
+    OwnMember {
+        call: CallId,
+        reply: oneshot::Sender<Option<OwnMember>>,
+    },
+}
+
+/// Our membership of one call, as far as LiveKit credentials need it.
+#[derive(Debug, Clone)]
+pub(crate) struct OwnMember {
+    /// Our member ID there (the machine's).
+    pub(crate) member_id: String,
+    /// The transport we publish on: as last given to a join or an update that succeeded.
+    pub(crate) transport: Option<Transport>,
 }
 
 /// What the server sent, in the order it arrived.
@@ -104,6 +120,9 @@ pub(crate) struct Pump {
     leave_waiters: HashMap<CallId, Vec<oneshot::Sender<Result<()>>>>,
     /// Our calls as the record to persist says (a writer task stores every change).
     persist: watch::Sender<OwnCallRecords>,
+    /// The transport we publish on per call, as given to the machine (bookkeeping for
+    /// [`Control::OwnMember`]; the machine's member ID says whether we are in the call).
+    own_transports: HashMap<CallId, Transport>,
 }
 
 impl Pump {
@@ -120,6 +139,7 @@ impl Pump {
             join_waiters: HashMap::new(),
             leave_waiters: HashMap::new(),
             persist,
+            own_transports: HashMap::new(),
         }
     }
 
@@ -181,19 +201,39 @@ impl Pump {
                 call,
                 params,
                 reply,
-            } => match self.machine.join(&call, *params, now) {
-                Ok(()) => self.join_waiters.entry(call).or_default().push(reply),
-                Err(failure) => {
-                    let _ = reply.send(Err(Error::JoinFailed(failure)));
+            } => {
+                let transport = params.content.transport.clone();
+                match self.machine.join(&call, *params, now) {
+                    Ok(()) => {
+                        self.own_transports.insert(call.clone(), transport);
+                        self.join_waiters.entry(call).or_default().push(reply);
+                    }
+                    Err(failure) => {
+                        let _ = reply.send(Err(Error::JoinFailed(failure)));
+                    }
                 }
-            },
+            }
             Control::Update {
                 call,
                 update,
                 reply,
             } => {
+                let transport = update.transport.clone();
                 let result = self.machine.update(&call, update, now);
+                if let (Ok(()), Some(transport)) = (&result, transport) {
+                    self.own_transports.insert(call.clone(), transport);
+                }
                 let _ = reply.send(result.map_err(Error::UpdateFailed));
+            }
+            Control::OwnMember { call, reply } => {
+                let member = self.machine.own_member_id(&call).map(|id| OwnMember {
+                    member_id: id.to_owned(),
+                    transport: self.own_transports.get(&call).cloned(),
+                });
+                if member.is_none() {
+                    self.own_transports.remove(&call);
+                }
+                let _ = reply.send(member);
             }
             Control::Leave { call, reply } => {
                 self.leave_waiters

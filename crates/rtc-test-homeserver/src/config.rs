@@ -34,6 +34,11 @@ pub struct HomeserverConfig {
     max_delay_ms: u64,
     max_delayed_events_per_user: u32,
     rtc_transports: bool,
+    /// The advertised transports (`matrix_rtc.transports`); `None`: one LiveKit transport at
+    /// `https://lk.invalid`.
+    rtc_transport_list: Option<Vec<Value>>,
+    /// The JWT service stand-in as an MSC4512 application-service proxy for `rtc/livekit`.
+    livekit_appservice: Option<LiveKitAppservice>,
     /// Dotted config path → (per_second, burst_count). Keys absent here use Synapse's defaults.
     rate_limits: BTreeMap<String, (f64, u32)>,
     extra: Map<String, Value>,
@@ -49,6 +54,8 @@ impl Default for HomeserverConfig {
             max_delay_ms: 24 * 60 * 60 * 1000,
             max_delayed_events_per_user: 1000,
             rtc_transports: true,
+            rtc_transport_list: None,
+            livekit_appservice: None,
             rate_limits: wire::RATE_LIMIT_KEYS
                 .iter()
                 .map(|key| ((*key).to_owned(), (HIGH_PER_SECOND, HIGH_BURST)))
@@ -105,6 +112,39 @@ impl HomeserverConfig {
     pub fn with_rtc_transports(mut self, enabled: bool) -> Self {
         self.rtc_transports = enabled;
         self
+    }
+
+    /// Advertises these RTC transports (`matrix_rtc.transports`, served by
+    /// `GET …/org.matrix.msc4143/rtc/transports`) instead of the default LiveKit transport at
+    /// `https://lk.invalid`, and turns the endpoint on. Synapse refuses to start when a
+    /// `livekit` entry has neither `url` nor `livekit_service_url`.
+    pub fn with_rtc_transport_list(mut self, transports: Vec<Value>) -> Self {
+        self.rtc_transports = true;
+        self.rtc_transport_list = Some(transports);
+        self
+    }
+
+    /// Advertises one LiveKit transport whose JWT service is at `url` (for instance the
+    /// [`JwtService`](crate::JwtService) stand-in's [`url`](crate::JwtService::url)) instead of
+    /// `https://lk.invalid`.
+    pub fn with_livekit_service_url(self, url: &str) -> Self {
+        self.with_rtc_transport_list(vec![
+            json!({ "type": "livekit", "livekit_service_url": url }),
+        ])
+    }
+
+    /// Registers an application service that Synapse reverse-proxies `/_matrix/client/
+    /// {unstable/<ns>,v<N>}/rtc/livekit/*` to (MSC4512, `experimental_features.msc4512_enabled`):
+    /// how a homeserver serves the MSC4195 token endpoint. Synapse authenticates the user and
+    /// forwards the request with the `hs_token` and an `X-Matrix-User-Identifier` header.
+    pub fn with_livekit_appservice(mut self, appservice: LiveKitAppservice) -> Self {
+        self.livekit_appservice = Some(appservice);
+        self
+    }
+
+    /// Whether the advertised transports were set explicitly.
+    pub fn has_rtc_transport_list(&self) -> bool {
+        self.rtc_transport_list.is_some()
     }
 
     /// Sets one Synapse rate limit by its dotted config path (`"rc_message"`,
@@ -166,6 +206,9 @@ impl HomeserverConfig {
         let mut experimental = Map::new();
         experimental.insert("msc4354_enabled".into(), json!(self.sticky_events));
         experimental.insert("msc4143_enabled".into(), json!(self.rtc_transports));
+        if self.livekit_appservice.is_some() {
+            experimental.insert("msc4512_enabled".into(), json!(true));
+        }
         experimental.insert(
             "msc4140_max_delayed_events_per_user".into(),
             json!(if self.delayed_events {
@@ -184,7 +227,9 @@ impl HomeserverConfig {
                 "type": "http",
                 "tls": false,
                 "x_forwarded": false,
-                "resources": [{ "names": ["client"], "compress": false }],
+                // `openid`: `/_matrix/federation/v1/openid/userinfo`, with which a LiveKit JWT
+                // service (the stand-in) checks OpenID tokens; nothing else of federation.
+                "resources": [{ "names": ["client", "openid"], "compress": false }],
             }],
             "database": { "name": "sqlite3", "args": { "database": path("homeserver.db") } },
             "media_store_path": path("media_store"),
@@ -204,11 +249,15 @@ impl HomeserverConfig {
             map.insert("max_event_delay_duration".into(), json!(self.max_delay_ms));
         }
         if self.rtc_transports {
+            let transports = self.rtc_transport_list.clone().unwrap_or_else(|| {
+                vec![json!({ "type": "livekit", "livekit_service_url": "https://lk.invalid" })]
+            });
+            map.insert("matrix_rtc".into(), json!({ "transports": transports }));
+        }
+        if self.livekit_appservice.is_some() {
             map.insert(
-                "matrix_rtc".into(),
-                json!({ "transports": [
-                    { "type": "livekit", "livekit_service_url": "https://lk.invalid" }
-                ] }),
+                "app_service_config_files".into(),
+                json!([path(LIVEKIT_APPSERVICE_FILE)]),
             );
         }
         for (key, (per_second, burst_count)) in &self.rate_limits {
@@ -242,7 +291,49 @@ impl HomeserverConfig {
             "disable_existing_loggers": false,
         })
     }
+
+    /// The application-service registration of [`HomeserverConfig::with_livekit_appservice`], as
+    /// JSON (a subset of YAML).
+    pub(crate) fn livekit_appservice_yaml(&self) -> Option<Value> {
+        let appservice = self.livekit_appservice.as_ref()?;
+        Some(json!({
+            "id": "livekit-jwt-stand-in",
+            // No transactions: the service only answers proxied requests.
+            "url": null,
+            "as_token": appservice.as_token,
+            "hs_token": appservice.hs_token,
+            "sender_localpart": "livekit-jwt-stand-in",
+            "namespaces": { "users": [], "aliases": [], "rooms": [] },
+            "rate_limited": false,
+            "io.element.msc4512.proxy_prefix": "rtc/livekit",
+            "io.element.msc4512.proxy_url": appservice.proxy_url,
+        }))
+    }
 }
+
+/// An application service that serves `rtc/livekit/*` behind Synapse (MSC4512); see
+/// [`HomeserverConfig::with_livekit_appservice`] and
+/// [`JwtService::appservice`](crate::JwtService::appservice).
+#[derive(Clone, PartialEq, Eq)]
+pub struct LiveKitAppservice {
+    /// Where Synapse forwards the requests (`http://127.0.0.1:<port>`, no trailing slash).
+    pub proxy_url: String,
+    /// The token Synapse sends to the service.
+    pub hs_token: String,
+    /// The token the service would use towards Synapse.
+    pub as_token: String,
+}
+
+impl std::fmt::Debug for LiveKitAppservice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveKitAppservice")
+            .field("proxy_url", &self.proxy_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The registration file of [`HomeserverConfig::with_livekit_appservice`] in a run dir.
+pub(crate) const LIVEKIT_APPSERVICE_FILE: &str = "livekit-appservice.yaml";
 
 /// Synapse's log file inside a run dir.
 pub(crate) const LOG_FILE: &str = "homeserver.log";
@@ -321,6 +412,54 @@ mod tests {
             config["rc_delayed_event_mgmt"],
             json!({ "per_second": 1.0, "burst_count": 5 })
         );
+    }
+
+    #[test]
+    fn livekit_options_replace_the_default_transport_and_register_the_proxy() {
+        let default = HomeserverConfig::default().homeserver_yaml(Path::new("/r"), 1);
+        assert_eq!(
+            default["listeners"][0]["resources"][0]["names"],
+            json!(["client", "openid"])
+        );
+        assert!(default.get("app_service_config_files").is_none());
+        assert!(
+            HomeserverConfig::default()
+                .livekit_appservice_yaml()
+                .is_none()
+        );
+
+        let appservice = LiveKitAppservice {
+            proxy_url: "http://127.0.0.1:9".to_owned(),
+            hs_token: "hs".to_owned(),
+            as_token: "as".to_owned(),
+        };
+        assert!(!format!("{appservice:?}").contains("\"hs\""));
+        let config = HomeserverConfig::default()
+            .with_rtc_transports(false)
+            .with_livekit_service_url("http://127.0.0.1:9")
+            .with_livekit_appservice(appservice);
+        assert!(config.has_rtc_transport_list());
+        let yaml = config.homeserver_yaml(Path::new("/r"), 1);
+        assert_eq!(
+            yaml["matrix_rtc"]["transports"],
+            json!([{ "type": "livekit", "livekit_service_url": "http://127.0.0.1:9" }])
+        );
+        assert_eq!(yaml["experimental_features"]["msc4143_enabled"], true);
+        assert_eq!(yaml["experimental_features"]["msc4512_enabled"], true);
+        assert_eq!(
+            yaml["app_service_config_files"],
+            json!(["/r/livekit-appservice.yaml"])
+        );
+        let registration = config.livekit_appservice_yaml().unwrap();
+        assert_eq!(
+            registration["io.element.msc4512.proxy_prefix"],
+            "rtc/livekit"
+        );
+        assert_eq!(
+            registration["io.element.msc4512.proxy_url"],
+            "http://127.0.0.1:9"
+        );
+        assert_eq!(registration["hs_token"], "hs");
     }
 
     #[test]

@@ -15,6 +15,10 @@ use crate::error::{Error, Result};
 /// The Synapse version the harness installs and runs (`matrix-synapse` on PyPI).
 pub const SYNAPSE_VERSION: &str = "1.163.2";
 
+/// The LiveKit server library (`livekit-api` on PyPI) installed beside Synapse, with which the
+/// [JWT service stand-in](crate::JwtService) mints its tokens.
+pub const LIVEKIT_API_VERSION: &str = "1.2.2";
+
 /// The environment variable that overrides where the Synapse venv lives.
 pub const VENV_ENV_VAR: &str = "RTC_SYNAPSE_VENV";
 
@@ -40,8 +44,9 @@ pub fn venv_dir() -> PathBuf {
     }
 }
 
-/// Makes sure Synapse [`SYNAPSE_VERSION`] is installed in [`venv_dir`], installing it when
-/// missing, and returns the venv's Python interpreter.
+/// Makes sure Synapse [`SYNAPSE_VERSION`] (and `livekit-api` [`LIVEKIT_API_VERSION`]) is
+/// installed in [`venv_dir`], installing what is missing, and returns the venv's Python
+/// interpreter.
 ///
 /// The first call in a process checks the venv's version marker; when it is missing or stale it
 /// runs `scripts/install-synapse.sh` (about 20 s; parallel processes wait for one another on the
@@ -61,11 +66,16 @@ pub async fn ensure_synapse() -> Result<PathBuf> {
     }
 }
 
-/// True when the venv holds the pinned version, judged by the marker the script writes.
+/// What the script writes into the marker after a verified install of both pinned packages.
+fn install_stamp() -> String {
+    format!("matrix-synapse=={SYNAPSE_VERSION} livekit-api=={LIVEKIT_API_VERSION}")
+}
+
+/// True when the venv holds the pinned versions, judged by the marker the script writes.
 fn is_installed(venv: &Path) -> bool {
     let python = venv.join("bin").join("python");
     let marker = std::fs::read_to_string(venv.join(MARKER_FILE)).unwrap_or_default();
-    python.is_file() && marker.trim() == SYNAPSE_VERSION
+    python.is_file() && marker.trim() == install_stamp()
 }
 
 async fn install_if_missing(venv: PathBuf) -> Result<PathBuf, String> {
@@ -128,6 +138,14 @@ mod tests {
     fn the_install_script_pins_the_same_version() {
         let script = include_str!("../../../scripts/install-synapse.sh");
         assert!(script.contains(&format!("SYNAPSE_VERSION=\"{SYNAPSE_VERSION}\"")));
+        assert!(script.contains(&format!("LIVEKIT_API_VERSION=\"{LIVEKIT_API_VERSION}\"")));
+        assert!(script.contains(
+            r#"STAMP="matrix-synapse==$SYNAPSE_VERSION livekit-api==$LIVEKIT_API_VERSION""#
+        ));
+        assert_eq!(
+            install_stamp(),
+            format!("matrix-synapse=={SYNAPSE_VERSION} livekit-api=={LIVEKIT_API_VERSION}")
+        );
         assert!(script.contains(MARKER_FILE));
         assert!(script.contains(VENV_ENV_VAR));
     }

@@ -19,6 +19,13 @@
 //! their paths printed. Synapse also dies with the test process (`PR_SET_PDEATHSIG`).
 //! Linux only.
 //!
+//! [`JwtService`] is a *stand-in* for a LiveKit JWT service (lk-jwt-service cannot be
+//! installed from the registries here): a small Python server that follows its documented
+//! requests and answers, checks OpenID tokens against the real Synapse and mints real LiveKit
+//! JWTs with the `livekit-api` package. [`TestHomeserver::start_with_jwt_service`] starts both,
+//! with Synapse advertising the stand-in; the default config keeps advertising
+//! `https://lk.invalid`.
+//!
 //! ```no_run
 //! use rtc_test_homeserver::{CreateRoomOptions, HomeserverConfig, Method, TestHomeserver};
 //! use serde_json::json;
@@ -54,6 +61,7 @@
 mod config;
 mod error;
 mod install;
+mod jwt_service;
 mod names;
 mod process;
 mod server;
@@ -61,8 +69,11 @@ mod wire;
 
 pub use reqwest::Method;
 
-pub use crate::config::HomeserverConfig;
+pub use crate::config::{HomeserverConfig, LiveKitAppservice};
 pub use crate::error::{Error, Result};
-pub use crate::install::{SYNAPSE_VERSION, VENV_ENV_VAR, ensure_synapse, venv_dir, workspace_root};
+pub use crate::install::{
+    LIVEKIT_API_VERSION, SYNAPSE_VERSION, VENV_ENV_VAR, ensure_synapse, venv_dir, workspace_root,
+};
+pub use crate::jwt_service::{JwtService, JwtServiceRequest};
 pub use crate::names::{encode_path_segment, unique_id};
 pub use crate::server::{CreateRoomOptions, TestHomeserver, TestUser};

@@ -1,4 +1,5 @@
-//! The Synapse child process: spawned so that it dies with the test process, ended by its pid.
+//! The Synapse child process (and the JWT service stand-in's): spawned so that it dies with the
+//! test process, ended by its pid.
 //!
 //! Every Synapse is spawned from one long-lived thread of our own, with `PR_SET_PDEATHSIG`
 //! set in the child. Linux sends that signal when the *thread* that spawned the child ends, so
@@ -61,14 +62,25 @@ impl SynapseProcess {
     /// Starts `python -m synapse.app.homeserver -c <config>` in `run_dir`, with its output
     /// appended to [`OUTPUT_FILE`].
     pub(crate) async fn spawn(python: &Path, config: &Path, run_dir: &Path) -> io::Result<Self> {
-        let output = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(run_dir.join(OUTPUT_FILE))?;
         let mut command = Command::new(python);
         command
             .args(["-m", "synapse.app.homeserver", "-c"])
-            .arg(config)
+            .arg(config);
+        Self::spawn_command(command, run_dir, OUTPUT_FILE).await
+    }
+
+    /// Starts `command` in `run_dir` (the JWT service stand-in uses this too), with its output
+    /// appended to `output_file` there, dying with the test process like Synapse.
+    pub(crate) async fn spawn_command(
+        mut command: Command,
+        run_dir: &Path,
+        output_file: &str,
+    ) -> io::Result<Self> {
+        let output = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(run_dir.join(output_file))?;
+        command
             .current_dir(run_dir)
             .stdin(Stdio::null())
             .stdout(output.try_clone()?)

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 pub use self::api::{CreateRoomOptions, TestUser};
-use crate::config::{HomeserverConfig, LOG_FILE};
+use crate::config::{HomeserverConfig, LIVEKIT_APPSERVICE_FILE, LOG_FILE};
 use crate::error::{Error, Result};
 use crate::install::{ensure_synapse, tail, workspace_root};
 use crate::names::{sanitize_label, unique_id};
@@ -80,6 +80,9 @@ impl TestHomeserver {
             .timeout(Duration::from_secs(120))
             .build()?;
 
+        if let Some(registration) = config.livekit_appservice_yaml() {
+            write_json(&run_dir.join(LIVEKIT_APPSERVICE_FILE), &registration)?;
+        }
         let mut attempt = 1;
         loop {
             let port = free_port()?;
@@ -292,7 +295,7 @@ fn log_tail(run_dir: &Path) -> String {
 }
 
 /// A port on 127.0.0.1 that was free a moment ago.
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .map_err(|e| Error::io("binding 127.0.0.1:0", e))?;
     let port = listener
@@ -303,7 +306,7 @@ fn free_port() -> Result<u16> {
 }
 
 /// Creates `<workspace>/.build/synapse-runs/<label>-<pid>-<n>`.
-fn create_run_dir(label: Option<&str>) -> Result<PathBuf> {
+pub(crate) fn create_run_dir(label: Option<&str>) -> Result<PathBuf> {
     let base = workspace_root().join(".build").join("synapse-runs");
     std::fs::create_dir_all(&base)
         .map_err(|e| Error::io(format!("creating {}", base.display()), e))?;
@@ -325,7 +328,7 @@ fn create_run_dir(label: Option<&str>) -> Result<PathBuf> {
 }
 
 /// Writes `value` as pretty JSON, which is also valid YAML.
-fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
+pub(crate) fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     let text = serde_json::to_string_pretty(value).unwrap_or_default();
     std::fs::write(path, text).map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }

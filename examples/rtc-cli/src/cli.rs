@@ -114,6 +114,11 @@ pub(crate) struct JoinArgs {
     /// Publish on this LiveKit JWT service instead of the one the homeserver advertises.
     #[arg(long, value_name = "URL")]
     pub(crate) livekit_url: Option<String>,
+    /// Once joined, get LiveKit credentials for our membership and print the SFU URL, our
+    /// LiveKit identity, the LiveKit room, the expiry and the JWT. The JWT is a bearer secret:
+    /// it is printed only with this flag.
+    #[arg(long)]
+    pub(crate) print_credentials: bool,
 }
 
 /// `rtc leave`.

@@ -61,6 +61,9 @@ pub(crate) async fn join(args: JoinArgs) -> Result<()> {
     match joined {
         Some(Ok(())) => {
             println!("joined; Ctrl-C leaves the call");
+            if args.print_credentials {
+                print_credentials(&call).await;
+            }
             let me = (connected.user_id.clone(), connected.device_id.clone());
             let shown = show_own_member(&call, me);
             tokio::select! {
@@ -85,6 +88,27 @@ pub(crate) async fn join(args: JoinArgs) -> Result<()> {
     }
     connected.shutdown();
     Ok(())
+}
+
+/// Prints LiveKit credentials for our membership (`--print-credentials`), or why there are
+/// none: the membership stays either way.
+async fn print_credentials(call: &RtcCall) {
+    match call.livekit_credentials().await {
+        Ok(credentials) => {
+            println!("livekit sfu: {}", credentials.sfu_url);
+            println!("livekit identity: {}", credentials.identity);
+            println!("livekit room: {}", credentials.room);
+            println!(
+                "livekit expires: {} (ms since the epoch; from {})",
+                credentials.expires_at_ms, credentials.endpoint
+            );
+            if !credentials.identity_matches_membership {
+                println!("livekit warning: peers expect another identity for our membership");
+            }
+            println!("livekit jwt: {}", credentials.jwt);
+        }
+        Err(error) => eprintln!("livekit credentials failed: {error}"),
+    }
 }
 
 /// Prints our own participant entry once sync shows it.

@@ -6,6 +6,9 @@
 // `N passed, N failed` and exits non-zero on any failure.
 
 import java.io.File
+import java.util.Base64
+import javax.crypto.Mac
+import javax.crypto.spec.SecretKeySpec
 import java.lang.ref.WeakReference
 import java.util.concurrent.ConcurrentHashMap
 import kotlin.system.exitProcess
@@ -141,6 +144,17 @@ suspend inline fun <reified E : RtcFfiException> expectError(block: () -> Unit) 
     throw AssertionError("expected ${E::class.simpleName}")
 }
 
+/** The payload of an HS256 JWT whose signature `secret` makes (else an AssertionError). */
+fun verifiedJwtPayload(jwt: String, secret: String): String {
+    val parts = jwt.split(".")
+    check(parts.size == 3) { "not a JWT" }
+    val mac = Mac.getInstance("HmacSHA256")
+    mac.init(SecretKeySpec(secret.toByteArray(), "HmacSHA256"))
+    val expected = mac.doFinal("${parts[0]}.${parts[1]}".toByteArray())
+    check(expected.contentEquals(Base64.getUrlDecoder().decode(parts[2]))) { "the JWT's signature is not valid" }
+    return String(Base64.getUrlDecoder().decode(parts[1]))
+}
+
 /** Subscribes a fresh listener, cancels it, and returns a weak reference to the listener. */
 suspend fun Suite.releasedAfterCancel(): WeakReference<ParticipantRows> {
     val listener = ParticipantRows()
@@ -211,7 +225,7 @@ class Suite {
         val own = participants.latest!!.first()
         check(own.deviceId == env["RTC_TEST_A_DEVICE_ID"]) { "$own" }
         check(own.roomId == room && own.slotId == slot) { "$own" }
-        check(own.transportServiceUrl == "https://lk.invalid") { "$own" }
+        check(own.transportServiceUrl == env.getValue("RTC_TEST_LIVEKIT_SERVICE_URL")) { "$own" }
         check(own.memberId.isNotEmpty() && own.livekitIdentity.isNotEmpty() && own.createdTs > 0uL) { "$own" }
         active.waitFor("the call to be active") { it.lastOrNull() == true }
         status.waitFor("A connected") { it.lastOrNull() is OwnStatus.Connected }
@@ -240,6 +254,34 @@ class Suite {
         participants.waitFor("B in A's list") { it.lastOrNull()?.any { p -> p.userId == other } == true }
         check(participants.users().toSet() == setOf(env["RTC_TEST_A_USER_ID"], other)) { "${participants.users()}" }
         check(a.participants(call).map { it.userId } == participants.users()) { "snapshot differs" }
+    }
+
+    suspend fun livekitCredentials() {
+        // The homeserver advertises a stand-in JWT service (see ffi-test-runner); A moved to
+        // another transport above, so it moves back first.
+        val service = env.getValue("RTC_TEST_LIVEKIT_SERVICE_URL")
+        val me = env.getValue("RTC_TEST_A_USER_ID")
+        a.updateMembership(call, service, null)
+        val seen = withTimeout(30_000L) {
+            var found: Participant? = null
+            while (found == null) {
+                found = b.participants(call).firstOrNull { it.userId == me && it.transportServiceUrl == service }
+                if (found == null) delay(50)
+            }
+            found
+        }
+        val credentials = a.livekitCredentials(call)
+        check(credentials.serviceUrl == service) { "$credentials" }
+        check(credentials.sfuUrl == env.getValue("RTC_TEST_LIVEKIT_SFU_URL")) { "$credentials" }
+        check(credentials.endpoint == "service /get_token") { "$credentials" }
+        // The identity is the one B computes for A's membership.
+        check(credentials.identity == seen.livekitIdentity) { "$credentials vs $seen" }
+        check(credentials.identityMatchesMembership) { "$credentials" }
+        val payload = verifiedJwtPayload(credentials.jwt, env.getValue("RTC_TEST_LIVEKIT_API_SECRET"))
+        check(payload.contains("\"sub\":\"${credentials.identity}\"")) { payload }
+        check(payload.contains("\"room\":\"${credentials.room}\"")) { payload }
+        check(a.livekitCredentials(call) == credentials) { "not cached" }
+        expectError<RtcFfiException.NotInCall> { a.livekitCredentials(roomCall("!elsewhere:localhost")) }
     }
 
     suspend fun secondParticipantResumesAfterARestart() {
@@ -318,6 +360,7 @@ fun main(): Unit = runBlocking {
         "start_and_diagnostics" to suite::startAndDiagnostics,
         "join_and_see_own_entry" to suite::joinAndSeeOwnEntry,
         "second_participant_joins" to suite::secondParticipantJoins,
+        "livekit_credentials" to suite::livekitCredentials,
         "second_participant_resumes_after_a_restart" to suite::secondParticipantResumesAfterARestart,
         "second_participant_leaves" to suite::secondParticipantLeaves,
         "leave" to suite::leave,

@@ -8,7 +8,11 @@ Each step is a test; a failed step fails every later one (they build on each oth
 """
 
 import asyncio
+import base64
 import gc
+import hashlib
+import hmac
+import json
 import os
 import sys
 import threading
@@ -54,6 +58,16 @@ class Recorder:
                 await asyncio.wait_for(self.changed.wait(), remaining)
             except asyncio.TimeoutError:
                 pass
+
+
+def verify_jwt(jwt, secret):
+    """The claims of an HS256 JWT whose signature `secret` makes (else AssertionError)."""
+    def decode(part):
+        return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+    header, payload, signature = jwt.split(".")
+    expected = hmac.new(secret.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    assert hmac.compare_digest(expected, decode(signature)), "the JWT's signature is not valid"
+    return json.loads(decode(payload))
 
 
 def apply_diff(rows, diff):
@@ -252,7 +266,7 @@ class Suite:
         own = self.participants.rows[0]
         assert own.device_id == ENV["RTC_TEST_A_DEVICE_ID"], own
         assert own.room_id == self.room and own.slot_id == self.slot, own
-        assert own.transport_service_url == "https://lk.invalid", own
+        assert own.transport_service_url == ENV["RTC_TEST_LIVEKIT_SERVICE_URL"], own
         assert own.member_id and own.livekit_identity and own.created_ts > 0, own
         assert own.format == "js-sdk", own
         await self.active.recorder.wait_for("the call to be active", lambda: self.active.latest)
@@ -292,6 +306,37 @@ class Suite:
         assert sorted(self.participants.users()) == sorted([ENV["RTC_TEST_A_USER_ID"], other])
         snapshot = self.a.participants(self.call)
         assert [p.user_id for p in snapshot] == self.participants.users(), snapshot
+
+    async def test_livekit_credentials(self):
+        # The homeserver advertises a stand-in JWT service (see ffi-test-runner); A moved to
+        # another transport above, so it moves back first.
+        service = ENV["RTC_TEST_LIVEKIT_SERVICE_URL"]
+        me = ENV["RTC_TEST_A_USER_ID"]
+        await self.a.update_membership(self.call, service, None)
+        deadline = self.loop.time() + TIMEOUT
+        while True:
+            seen = [p for p in self.b.participants(self.call)
+                    if p.user_id == me and p.transport_service_url == service]
+            if seen:
+                break
+            assert self.loop.time() < deadline, "B never saw A on the JWT service"
+            await asyncio.sleep(0.05)
+        credentials = await self.a.livekit_credentials(self.call)
+        assert credentials.service_url == service, credentials
+        assert credentials.sfu_url == ENV["RTC_TEST_LIVEKIT_SFU_URL"], credentials
+        assert credentials.endpoint == "service /get_token", credentials
+        # The identity is the one B computes for A's membership.
+        assert credentials.identity == seen[0].livekit_identity, credentials
+        assert credentials.identity_matches_membership, credentials
+        claims = verify_jwt(credentials.jwt, ENV["RTC_TEST_LIVEKIT_API_SECRET"])
+        assert claims["sub"] == credentials.identity, claims
+        assert claims["video"]["room"] == credentials.room, claims
+        assert claims["exp"] * 1000 == credentials.expires_at_ms, claims
+        # Cached until shortly before it expires.
+        assert await self.a.livekit_credentials(self.call) == credentials
+        await self.expect_error(
+            rtc.RtcFfiError.NotInCall,
+            lambda: self.a.livekit_credentials(rtc.room_call("!elsewhere:localhost")))
 
     async def test_second_participant_resumes_after_a_restart(self):
         other = ENV["RTC_TEST_B_USER_ID"]

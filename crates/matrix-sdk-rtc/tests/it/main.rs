@@ -6,5 +6,6 @@ mod defects;
 mod encrypted;
 mod faults;
 mod hostile;
+mod livekit;
 mod offline;
 mod restart;

@@ -1,6 +1,7 @@
 //! The harness against a real Synapse: lifecycle, helpers and config switches.
 
 mod features;
+mod jwt_service;
 mod lifecycle;
 
 use rtc_test_homeserver::{

@@ -2,6 +2,7 @@
 //! workloads, `watch --plain` (also when it falls behind), `join` and `leave` against a local
 //! Synapse, and `demo`.
 mod args;
+mod credentials;
 mod demo;
 mod flood;
 mod ingest;

@@ -297,7 +297,7 @@ final class BindingsTests: XCTestCase {
             XCTAssertEqual(own.deviceId, env["RTC_TEST_A_DEVICE_ID"])
             XCTAssertEqual(own.roomId, room)
             XCTAssertEqual(own.slotId, slot)
-            XCTAssertEqual(own.transportServiceUrl, "https://lk.invalid")
+            XCTAssertEqual(own.transportServiceUrl, env["RTC_TEST_LIVEKIT_SERVICE_URL"]!)
             XCTAssertFalse(own.memberId.isEmpty || own.livekitIdentity.isEmpty)
             XCTAssertGreaterThan(own.createdTs, 0)
             try await active.waitFor("the call to be active") { $0.last == true }
@@ -342,8 +342,53 @@ final class BindingsTests: XCTestCase {
         }
     }
 
-    func test5SecondParticipantResumesAfterARestart() async throws {
+    /// Named to sort between steps 4 and 5 (XCTest runs tests by name).
+    func test4bLivekitCredentials() async throws {
         try await step(5) {
+            // The homeserver advertises a stand-in JWT service (see ffi-test-runner); A moved
+            // to another transport above, so it moves back first.
+            let (a, b) = (Shared.a!, Shared.b!)
+            let service = env["RTC_TEST_LIVEKIT_SERVICE_URL"]!
+            let me = env["RTC_TEST_A_USER_ID"]!
+            try await a.updateMembership(call: call, transportUrl: service, callIntent: nil)
+            let deadline = Date().addingTimeInterval(timeout)
+            var seen: Participant?
+            while seen == nil {
+                seen = try b.participants(call: call).first {
+                    $0.userId == me && $0.transportServiceUrl == service
+                }
+                if seen == nil {
+                    if Date() > deadline { throw Timeout(description: "B never saw A on the service") }
+                    try await Task.sleep(nanoseconds: 50_000_000)
+                }
+            }
+            let credentials = try await a.livekitCredentials(call: call)
+            XCTAssertEqual(credentials.serviceUrl, service)
+            XCTAssertEqual(credentials.sfuUrl, env["RTC_TEST_LIVEKIT_SFU_URL"]!)
+            XCTAssertEqual(credentials.endpoint, "service /get_token")
+            // The identity is the one B computes for A's membership.
+            XCTAssertEqual(credentials.identity, seen!.livekitIdentity)
+            XCTAssertTrue(credentials.identityMatchesMembership)
+            // The JWT's claims (its signature is checked by the Python and Kotlin suites).
+            let parts = credentials.jwt.split(separator: ".").map(String.init)
+            XCTAssertEqual(parts.count, 3)
+            var payload = parts[1].replacingOccurrences(of: "-", with: "+")
+                .replacingOccurrences(of: "_", with: "/")
+            payload += String(repeating: "=", count: (4 - payload.count % 4) % 4)
+            let claims = try JSONSerialization.jsonObject(with: Data(base64Encoded: payload)!)
+                as! [String: Any]
+            XCTAssertEqual(claims["sub"] as? String, credentials.identity)
+            XCTAssertEqual((claims["video"] as? [String: Any])?["room"] as? String, credentials.room)
+            let cached = try await a.livekitCredentials(call: call)
+            XCTAssertEqual(cached, credentials)
+            await expectError("NotInCall", isNotInCall) {
+                _ = try await a.livekitCredentials(call: roomCall(roomId: "!elsewhere:localhost"))
+            }
+        }
+    }
+
+    func test5SecondParticipantResumesAfterARestart() async throws {
+        try await step(6) {
             let other = env["RTC_TEST_B_USER_ID"]!
             // B's app is killed mid-call: stopped without leaving, then built again on its stores.
             Shared.b.stop()
@@ -363,7 +408,7 @@ final class BindingsTests: XCTestCase {
     }
 
     func test6SecondParticipantLeaves() async throws {
-        try await step(6) {
+        try await step(7) {
             let (b, participants) = (Shared.b!, Shared.participants)
             let other = env["RTC_TEST_B_USER_ID"]!
             try await b.leave(call: call)
@@ -380,7 +425,7 @@ final class BindingsTests: XCTestCase {
     }
 
     func test7Leave() async throws {
-        try await step(7) {
+        try await step(8) {
             let a = Shared.a!
             try await a.leave(call: call)
             try await Shared.status.waitFor("A disconnected") { $0.last == .disconnected }
@@ -398,7 +443,7 @@ final class BindingsTests: XCTestCase {
     }
 
     func test8CloseHandles() async throws {
-        try await step(8) {
+        try await step(9) {
             for handle in Shared.handles {
                 handle.cancel()
                 handle.cancel()  // twice is harmless
