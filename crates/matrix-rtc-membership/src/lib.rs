@@ -117,7 +117,7 @@ pub use self::{
     identity::{legacy_livekit_identity, livekit_identity},
     model::RtcMembership,
     participant::{CallIntent, MembershipFormat, Participant},
-    session::{LeftReason, Session, SessionChange},
+    session::{LeftReason, MAX_LEAVE_CODE_LEN, Session, SessionChange},
     transport::{FocusSelection, Transport},
 };
 

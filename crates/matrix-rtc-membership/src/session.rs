@@ -5,6 +5,10 @@ use ruma_common::{OwnedRoomId, RoomId, UserId};
 
 use crate::{CallIntent, FocusSelection, Participant, RejectReason, Transport, model::slot::Slot};
 
+/// Longest `leave_reason.code` kept in [`LeftReason::OtherLeaveCode`], in bytes: the code is a
+/// peer's string, so its size is bounded like every other input.
+pub const MAX_LEAVE_CODE_LEN: usize = 64;
+
 /// Why a participant left a session.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -34,8 +38,14 @@ pub enum LeftReason {
     Superseded,
     /// Its event was replaced by content that is not a valid membership.
     Rejected(RejectReason),
-    /// Format A only: the slot was closed.
+    /// Format A only: the slot was closed (`leave_reason.code == "slot_closed"`, or the
+    /// slot's state event says `closed`).
     SlotClosed,
+    /// Format A only: an explicit leave whose `leave_reason.code` is none of the generic codes
+    /// (`leave`, `delayed_leave`, `slot_closed`), for instance an application's own. The code
+    /// is kept as sent when it is 1 to [`MAX_LEAVE_CODE_LEN`](crate::MAX_LEAVE_CODE_LEN)
+    /// bytes long; a longer, empty or non-string code reads as [`LeftReason::LeaveEvent`].
+    OtherLeaveCode(String),
 }
 
 /// One change of the sessions and their participants.

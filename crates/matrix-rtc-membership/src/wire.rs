@@ -62,6 +62,8 @@ pub const SCOPE_ROOM: &str = "m.room";
 pub const MEMBERSHIP_JOIN: &str = "join";
 /// Format A `member.membership` value of a leave.
 pub const MEMBERSHIP_LEAVE: &str = "leave";
+/// Format A `leave_reason.code` of a leave the member chose to send.
+pub const LEAVE_CODE_LEAVE: &str = "leave";
 /// Format A `leave_reason.code` of a delayed leave fired by the server.
 pub const LEAVE_CODE_DELAYED: &str = "delayed_leave";
 /// Format A `leave_reason.code` of a slot being closed.

@@ -8,7 +8,7 @@ use futures_util::Stream;
 use imbl::Vector;
 use matrix_rtc_machine::{CallId, ContentUpdate, JoinParams};
 use matrix_rtc_membership::{
-    MembershipContent, OwnStatus, Participant, ServerCapabilities, Transport,
+    MembershipContent, OwnStatus, Participant, Transport,
 };
 use matrix_sdk::{RoomState, ruma::RoomId};
 use tokio::sync::oneshot;
@@ -102,6 +102,12 @@ impl RtcCall {
     /// membership, and keeps both alive until [`leave`](Self::leave). Returns once we are
     /// connected (or the join failed).
     ///
+    /// On a server without delayed events (or one that refuses ours) the join still works,
+    /// with no dead-man switch: our membership then lives five minutes and is refreshed every
+    /// two and a half (see `OwnMembershipConfig::no_switch_sticky_duration_ms`), the status says
+    /// [`OwnStatus::Connected`] with `dead_man_switch: false`, and leaving sends the leave
+    /// directly.
+    ///
     /// In an encrypted room our membership (and our leaves) are encrypted, never sent in
     /// plaintext. Fails at once in an encrypted room when the client was not built by
     /// [`RtcClient::builder`] (see [`RtcClient::new`]), when the server lacks sticky events,
@@ -142,12 +148,10 @@ impl RtcCall {
         content.slot_id = self.id.slot_id().to_owned();
         self.id.application().clone_into(&mut content.application);
         content.call_intent = options.call_intent;
-        let capabilities = ServerCapabilities {
-            delayed_events: features.delayed_events,
-            max_delay_ms: features.max_delay_ms,
-            sticky_events: features.sticky_events,
-        };
-        let mut params = JoinParams::new(content, capabilities);
+        // Delayed events only where `/versions` advertises them and the capability does not
+        // turn them off (`max_delay_ms: 0`): without them the join goes ahead with no
+        // dead-man switch and a short sticky lifetime.
+        let mut params = JoinParams::new(content, features.capabilities());
         if let Some(timings) = options.timings {
             params = params.with_timings(timings);
         }

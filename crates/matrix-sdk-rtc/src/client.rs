@@ -214,6 +214,8 @@ impl RtcClient {
             .features
             .get_or_try_init(|| ServerFeatures::fetch_fresh(&self.inner.client))
             .await?;
+        // Our requests schedule delayed events only where the server advertises them.
+        self.inner.api.note_features(features);
         Ok(*features)
     }
 

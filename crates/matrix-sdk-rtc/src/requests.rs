@@ -6,13 +6,7 @@
 //! and parses errors) with automatic retries disabled: the own-membership state machine decides
 //! about retries. Every failure is one [`RequestError`].
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use matrix_sdk::{
     Client,
@@ -33,12 +27,17 @@ pub(crate) mod wire;
 
 #[cfg(test)]
 pub(crate) use self::delayed::DelayedEventInfo;
-pub(crate) use self::delayed::{DelayId, DelayedEventAction, DelayedEventsLimits};
+pub(crate) use self::delayed::{
+    Advertised, DelayId, DelayedEventAction, DelayedEventsLimits, ManagementForm, ScheduleForm,
+};
 pub use self::error::RequestError;
 #[cfg(test)]
-use self::{delayed::DelayedListEndpoint, send::SendStateEndpoint};
+use self::delayed::DelayedListEndpoint;
 use self::{
-    delayed::{DelayedActionBodyEndpoint, DelayedActionEndpoint},
+    delayed::{
+        DelayedActionBodyEndpoint, DelayedActionEndpoint, DelayedActionStableEndpoint,
+        DelayedEventEndpoint, DelayedEventUnstableEndpoint, DelayedForms,
+    },
     discovery::{CapabilitiesEndpoint, RtcTransportsEndpoint},
     endpoint::{Answer, Call, Endpoint},
     send::SendEventEndpoint,
@@ -56,19 +55,20 @@ const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The homeserver endpoints of sticky events (MSC4354), delayed events (MSC4140) and RTC
 /// transports (MSC4143), on top of a logged-in [`Client`].
 ///
-/// Requests are never retried automatically; each has a time limit (30 s unless changed with
-/// [`HomeserverApi::with_request_timeout`]). Clones share the knowledge of which delayed-event
-/// management form the server understands.
+/// Requests are never retried automatically; each has a time limit (30 s). Clones share what
+/// they learnt about the server's delayed events: what `/versions` advertises, and which
+/// scheduling and management forms work (docs/protocol.md §6.9).
 ///
-/// This layer sends exactly what it is given: it neither encrypts content nor checks that the
-/// server supports a feature (see [`ServerFeatures`](crate::ServerFeatures)); a server without
-/// MSC4354 or MSC4140 silently ignores the parameters.
+/// This layer sends what it is given: it does not encrypt content, and a server without
+/// MSC4354 silently ignores the sticky parameter. Delayed events are the exception, because a
+/// server without MSC4140 would send a "delayed" event at once: they are scheduled only where
+/// `/versions` advertises them ([`RequestError::DelayedEventsUnavailable`] otherwise, with
+/// nothing sent).
 #[derive(Debug, Clone)]
 pub(crate) struct HomeserverApi {
     client: Client,
     request_timeout: Duration,
-    /// Set once the per-action management path got `M_UNRECOGNIZED` and the body form worked.
-    management_body_form: Arc<AtomicBool>,
+    delayed: Arc<DelayedForms>,
 }
 
 impl HomeserverApi {
@@ -77,8 +77,24 @@ impl HomeserverApi {
         Self {
             client,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
-            management_body_form: Arc::new(AtomicBool::new(false)),
+            delayed: Arc::new(DelayedForms::default()),
         }
+    }
+
+    /// Takes note of what the server's `/versions` (and its capability) said about delayed
+    /// events, so that no request of ours needs to ask again.
+    pub(crate) fn note_features(&self, features: &crate::ServerFeatures) {
+        self.delayed.set_advertised(features.delayed_events_advertised());
+    }
+
+    /// What the server advertises for delayed events: as noted, else asked once.
+    async fn delayed_advertised(&self) -> Result<Advertised, RequestError> {
+        if let Some(advertised) = self.delayed.advertised() {
+            return Ok(advertised);
+        }
+        let features = crate::ServerFeatures::fetch_fresh(&self.client).await?;
+        self.note_features(&features);
+        Ok(features.delayed_events_advertised())
     }
 
     /// The wrapped client.
@@ -100,23 +116,33 @@ impl HomeserverApi {
         content: &RawValue,
         sticky_duration: Duration,
     ) -> Result<OwnedEventId, RequestError> {
+        let query = encode_query(&send::send_query(Some(sticky_duration), None))?;
+        let call = Call::<SendEventEndpoint>::new(
+            vec![
+                room_id.to_string(),
+                event_type.to_owned(),
+                txn_id.to_string(),
+            ],
+            query,
+            Some(content.to_owned()),
+        );
         let answer = self
-            .send_event(
-                room_id,
-                event_type,
-                txn_id,
-                content,
-                Some(sticky_duration),
-                None,
-            )
+            .call(call, RequestContext::Plain, self.request_timeout)
             .await?;
         send::sent_event_id(answer.body)
     }
 
-    /// Schedules a sticky message-like event to be sent after `delay` (both query parameters)
-    /// and returns its delay id.
+    /// Schedules a sticky message-like event to be sent after `delay` and returns its delay
+    /// id.
     ///
-    /// Fails with [`RequestError::DelayIgnored`] when the server sent the event at once.
+    /// The forms are tried in the order of [`ScheduleForm::order`], the one that worked last
+    /// first: the dedicated endpoint (stable where `/versions` advertises
+    /// `org.matrix.msc4140.stable`, then unstable), then the query parameter on `/send`; an
+    /// answer `M_UNRECOGNIZED` (or a bare 404/405) moves on to the next form. The sticky
+    /// duration is the `org.matrix.msc4354.sticky_duration_ms` query parameter in every form.
+    /// On a server whose `/versions` advertises no delayed events, nothing is sent:
+    /// [`RequestError::DelayedEventsUnavailable`]. Fails with [`RequestError::DelayIgnored`]
+    /// when the server sent the event at once.
     #[instrument(skip(self, content))]
     pub(crate) async fn send_sticky_delayed(
         &self,
@@ -127,46 +153,94 @@ impl HomeserverApi {
         sticky_duration: Duration,
         delay: Duration,
     ) -> Result<DelayId, RequestError> {
-        let answer = self
-            .send_event(
-                room_id,
-                event_type,
-                txn_id,
-                content,
-                Some(sticky_duration),
-                Some(delay),
-            )
-            .await?;
-        send::scheduled_delay_id(answer.body)
+        let scheduled = Scheduled {
+            room_id,
+            event_type,
+            key: txn_id.as_str(),
+            state: false,
+            content,
+            sticky_duration: Some(sticky_duration),
+            delay,
+        };
+        self.schedule(&scheduled).await
     }
 
-    /// One `PUT .../send/{type}/{txn}` with the sticky and delay query parameters given; a
-    /// delayed send maps its errors in the delayed-send context.
-    async fn send_event(
+    /// Schedules `scheduled` through the first form the server recognises.
+    async fn schedule(&self, scheduled: &Scheduled<'_>) -> Result<DelayId, RequestError> {
+        let advertised = self.delayed_advertised().await?;
+        let forms = self
+            .delayed
+            .schedule_order(ScheduleForm::order(advertised));
+        if forms.is_empty() {
+            debug!("the server advertises no delayed events: not scheduling");
+            return Err(RequestError::DelayedEventsUnavailable);
+        }
+        for form in forms {
+            let result = self.schedule_as(form, scheduled).await;
+            if result == Err(RequestError::Unrecognized) {
+                debug!(?form, "scheduling form not recognised, trying the next one");
+                continue;
+            }
+            if result.as_ref().err().is_none_or(RequestError::proves_endpoint) {
+                self.delayed.learn_schedule(form);
+            }
+            return result;
+        }
+        Err(RequestError::Unrecognized)
+    }
+
+    async fn schedule_as(
         &self,
-        room_id: &RoomId,
-        event_type: &str,
-        txn_id: &TransactionId,
-        content: &RawValue,
-        sticky_duration: Option<Duration>,
-        delay: Option<Duration>,
-    ) -> Result<Answer<wire::SendResponse>, RequestError> {
-        let query = encode_query(&send::send_query(sticky_duration, delay))?;
-        let call = Call::<SendEventEndpoint>::new(
-            vec![
-                room_id.to_string(),
-                event_type.to_owned(),
-                txn_id.to_string(),
-            ],
-            query,
-            Some(content.to_owned()),
-        );
-        let context = if delay.is_some() {
-            RequestContext::DelayedSend
-        } else {
-            RequestContext::Plain
+        form: ScheduleForm,
+        scheduled: &Scheduled<'_>,
+    ) -> Result<DelayId, RequestError> {
+        let path_args = vec![
+            scheduled.room_id.to_string(),
+            scheduled.event_type.to_owned(),
+            scheduled.key.to_owned(),
+        ];
+        let answer = match form {
+            ScheduleForm::QueryParameter => {
+                let query =
+                    encode_query(&send::send_query(scheduled.sticky_duration, Some(scheduled.delay)))?;
+                let body = Some(scheduled.content.to_owned());
+                if scheduled.state {
+                    let call = Call::<send::SendStateEndpoint>::new(path_args, query, body);
+                    self.call(call, RequestContext::DelayedSend, self.request_timeout)
+                        .await?
+                } else {
+                    let call = Call::<SendEventEndpoint>::new(path_args, query, body);
+                    self.call(call, RequestContext::DelayedSend, self.request_timeout)
+                        .await?
+                }
+            }
+            ScheduleForm::Dedicated | ScheduleForm::DedicatedUnstable => {
+                // The dedicated endpoint names the transaction in the path and the state key in
+                // the body.
+                let mut path_args = path_args;
+                let state_key = scheduled.state.then_some(scheduled.key);
+                if state_key.is_some() {
+                    path_args[2] = TransactionId::new().to_string();
+                }
+                let query = encode_query(&send::send_query(scheduled.sticky_duration, None))?;
+                let body = to_raw_json(&wire::DelayedEventBody {
+                    delay_ms: millis(scheduled.delay),
+                    state_key,
+                    content: scheduled.content,
+                })?;
+                if form == ScheduleForm::Dedicated {
+                    let call = Call::<DelayedEventEndpoint>::new(path_args, query, Some(body));
+                    self.call(call, RequestContext::DelayedSend, self.request_timeout)
+                        .await?
+                } else {
+                    let call =
+                        Call::<DelayedEventUnstableEndpoint>::new(path_args, query, Some(body));
+                    self.call(call, RequestContext::DelayedSend, self.request_timeout)
+                        .await?
+                }
+            }
         };
-        self.call(call, context, self.request_timeout).await
+        send::scheduled_delay_id(answer.body)
     }
 
     #[cfg(test)] // Only the tests of this layer send state or list delayed events.
@@ -179,7 +253,7 @@ impl HomeserverApi {
         state_key: &str,
         content: &RawValue,
     ) -> Result<OwnedEventId, RequestError> {
-        let call = Call::<SendStateEndpoint>::new(
+        let call = Call::<send::SendStateEndpoint>::new(
             vec![
                 room_id.to_string(),
                 event_type.to_owned(),
@@ -195,10 +269,9 @@ impl HomeserverApi {
     }
 
     #[cfg(test)] // Only the tests of this layer send state or list delayed events.
-    /// Schedules a state event to be sent after `delay` (`org.matrix.msc4140.delay`) and
-    /// returns its delay id.
-    ///
-    /// Fails with [`RequestError::DelayIgnored`] when the server sent the event at once.
+    /// Schedules a state event to be sent after `delay` and returns its delay id, through the
+    /// forms of [`HomeserverApi::send_sticky_delayed`] (the dedicated endpoint gets a fresh
+    /// transaction id).
     #[instrument(skip(self, content))]
     pub(crate) async fn send_delayed_state(
         &self,
@@ -208,61 +281,66 @@ impl HomeserverApi {
         content: &RawValue,
         delay: Duration,
     ) -> Result<DelayId, RequestError> {
-        let query = encode_query(&send::send_query(None, Some(delay)))?;
-        let call = Call::<SendStateEndpoint>::new(
-            vec![
-                room_id.to_string(),
-                event_type.to_owned(),
-                state_key.to_owned(),
-            ],
-            query,
-            Some(content.to_owned()),
-        );
-        let answer = self
-            .call(call, RequestContext::DelayedSend, self.request_timeout)
-            .await?;
-        send::scheduled_delay_id(answer.body)
+        let scheduled = Scheduled {
+            room_id,
+            event_type,
+            key: state_key,
+            state: true,
+            content,
+            sticky_duration: None,
+            delay,
+        };
+        self.schedule(&scheduled).await
     }
 
     /// Restarts, cancels or sends a scheduled delayed event.
     ///
-    /// Uses the per-action path (`.../delayed_events/{id}/{action}`); when the server answers
-    /// `M_UNRECOGNIZED`, falls back to the older body form (`{"action": ...}`) and remembers
-    /// which form works. 404 [`RequestError::NotFound`] means the event is unknown, already
-    /// fired or cancelled.
+    /// The forms are tried in the order of [`ManagementForm::order`], the one that worked last
+    /// first: the v1 path of the merged MSC4140, the
+    /// unstable per-action path (`.../delayed_events/{id}/{action}`), then the older body form
+    /// (`{"action": ...}`); an answer `M_UNRECOGNIZED` moves on to the next form. Always
+    /// authenticated. 404 [`RequestError::NotFound`] means the event is unknown, already fired
+    /// or cancelled; 409 [`RequestError::Conflict`] (merged MSC4140) that the action
+    /// contradicts how it ended.
     #[instrument(skip(self, delay_id))]
     pub(crate) async fn update_delayed_event(
         &self,
         delay_id: &DelayId,
         action: DelayedEventAction,
     ) -> Result<(), RequestError> {
-        let body_first = self.management_body_form.load(Ordering::Relaxed);
-        let first = self.delayed_action(delay_id, action, body_first).await;
-        if first != Err(RequestError::Unrecognized) {
-            return first;
+        let forms = self.delayed.management_order(ManagementForm::order());
+        for form in forms {
+            let result = self.delayed_action(delay_id, action, form).await;
+            if result == Err(RequestError::Unrecognized) {
+                debug!(
+                    ?form,
+                    "delayed-event management form not recognised, trying the next one"
+                );
+                continue;
+            }
+            if result.as_ref().err().is_none_or(RequestError::proves_endpoint) {
+                self.delayed.learn_management(form);
+            }
+            return result;
         }
-        debug!(
-            body_first,
-            "delayed-event management form not recognised, trying the other one"
-        );
-        let second = self.delayed_action(delay_id, action, !body_first).await;
-        if matches!(
-            second,
-            Ok(()) | Err(RequestError::NotFound | RequestError::Conflict)
-        ) {
-            self.management_body_form
-                .store(!body_first, Ordering::Relaxed);
-        }
-        second
+        Err(RequestError::Unrecognized)
     }
 
     async fn delayed_action(
         &self,
         delay_id: &DelayId,
         action: DelayedEventAction,
-        body_form: bool,
+        form: ManagementForm,
     ) -> Result<(), RequestError> {
-        if body_form {
+        let per_action = vec![
+            delay_id.as_str().to_owned(),
+            delayed::action_wire(action).to_owned(),
+        ];
+        if form == ManagementForm::StablePath {
+            let call = Call::<DelayedActionStableEndpoint>::new(per_action, String::new(), None);
+            self.call(call, RequestContext::Plain, self.request_timeout)
+                .await?;
+        } else if form == ManagementForm::UnstableBody {
             let body = to_raw_json(&wire::DelayedActionBody {
                 action: delayed::action_wire(action),
             })?;
@@ -274,14 +352,7 @@ impl HomeserverApi {
             self.call(call, RequestContext::Plain, self.request_timeout)
                 .await?;
         } else {
-            let call = Call::<DelayedActionEndpoint>::new(
-                vec![
-                    delay_id.as_str().to_owned(),
-                    delayed::action_wire(action).to_owned(),
-                ],
-                String::new(),
-                None,
-            );
+            let call = Call::<DelayedActionEndpoint>::new(per_action, String::new(), None);
             self.call(call, RequestContext::Plain, self.request_timeout)
                 .await?;
         }
@@ -349,6 +420,20 @@ impl HomeserverApi {
             .await
             .map_err(|error| map_http_error(&error, context))
     }
+}
+
+/// A delayed event to schedule, whatever the form.
+#[derive(Debug)]
+struct Scheduled<'a> {
+    room_id: &'a RoomId,
+    event_type: &'a str,
+    /// The transaction id of a message-like event, or the state key of a state event.
+    key: &'a str,
+    /// A state event (only the tests of this layer schedule those).
+    state: bool,
+    content: &'a RawValue,
+    sticky_duration: Option<Duration>,
+    delay: Duration,
 }
 
 /// Milliseconds of a duration, saturating.

@@ -4,12 +4,25 @@
 //! Servers without a feature silently ignore its query parameters, so check before the first
 //! send. Flags count only when they are `true` (Synapse reports `false` for features it has
 //! switched off).
+//!
+//! Delayed events count when `/versions` advertises `org.matrix.msc4140` or
+//! `org.matrix.msc4140.stable` **and** the capability (read under `m.delayed_events` and
+//! `org.matrix.msc4140.delayed_events`) does not say they are off: a `max_delay_ms` or a
+//! `max_scheduled` of 0 means disabled (Synapse 1.163.2 always serves the capability, with
+//! `max_delay_ms: 0` when the feature is off). A missing capability says nothing: servers may
+//! leave it out although the feature works. No spec version is known to contain delayed
+//! events yet, so none is read; the stable scheduling endpoint is tried only where
+//! `org.matrix.msc4140.stable` is advertised (the management forms are probed on any server,
+//! docs/protocol.md §6.9).
 
 use std::fmt;
 
+use matrix_rtc_membership::ServerCapabilities;
 use matrix_sdk::{Client, config::RequestConfig};
 
-use crate::requests::{HomeserverApi, RequestContext, RequestError, map_http_error, wire};
+use crate::requests::{
+    Advertised, DelayedEventsLimits, HomeserverApi, RequestContext, RequestError, map_http_error, wire,
+};
 
 /// The MatrixRTC-related features of a homeserver.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -21,9 +34,15 @@ pub struct ServerFeatures {
     /// Simplified sliding sync (`org.matrix.simplified_msc3575`), needed by the side
     /// connection.
     pub sliding_sync: bool,
-    /// Delayed events (`org.matrix.msc4140` or `org.matrix.msc4140.stable`): the dead-man
-    /// switch.
+    /// Delayed events: the dead-man switch. `/versions` advertises `org.matrix.msc4140` or
+    /// `org.matrix.msc4140.stable`, and the delayed-events capability does not turn them off
+    /// (`max_delay_ms` or `max_scheduled` of 0). Without them a join works with no dead-man
+    /// switch and a short sticky lifetime.
     pub delayed_events: bool,
+    /// The merged MSC4140 (`org.matrix.msc4140.stable`): the stable dedicated scheduling
+    /// endpoint is tried first. Only meaningful with
+    /// [`delayed_events`](Self::delayed_events).
+    pub delayed_events_stable: bool,
     /// The RTC transports endpoint (`org.matrix.msc4143`).
     pub rtc_transports: bool,
     /// Longest delay the server accepts, in milliseconds (`None`: no limit advertised).
@@ -108,8 +127,10 @@ impl ServerFeatures {
             match flag {
                 wire::FLAG_STICKY_EVENTS => features.sticky_events = true,
                 wire::FLAG_SLIDING_SYNC => features.sliding_sync = true,
-                wire::FLAG_DELAYED_EVENTS | wire::FLAG_DELAYED_EVENTS_STABLE => {
+                wire::FLAG_DELAYED_EVENTS => features.delayed_events = true,
+                wire::FLAG_DELAYED_EVENTS_STABLE => {
                     features.delayed_events = true;
+                    features.delayed_events_stable = true;
                 }
                 wire::FLAG_RTC_TRANSPORTS => features.rtc_transports = true,
                 _ => {}
@@ -118,15 +139,50 @@ impl ServerFeatures {
         features
     }
 
-    async fn with_limits(mut self, client: &Client) -> Result<Self, RequestError> {
-        if self.delayed_events {
-            let limits = HomeserverApi::new(client.clone())
-                .delayed_events_limits()
-                .await?;
+    async fn with_limits(self, client: &Client) -> Result<Self, RequestError> {
+        if !self.delayed_events {
+            return Ok(self);
+        }
+        let limits = HomeserverApi::new(client.clone())
+            .delayed_events_limits()
+            .await?;
+        Ok(self.with_delayed_events_limits(limits))
+    }
+
+    /// Applies the delayed-events capability: its limits, and a limit of 0 turns the feature
+    /// off.
+    pub(crate) fn with_delayed_events_limits(mut self, limits: DelayedEventsLimits) -> Self {
+        if limits.disabled() {
+            tracing::info!(
+                "the server advertises delayed events but its capability turns them off"
+            );
+            self.delayed_events = false;
+            self.delayed_events_stable = false;
+            self.max_delay_ms = None;
+            self.max_scheduled = None;
+        } else {
             self.max_delay_ms = limits.max_delay_ms;
             self.max_scheduled = limits.max_scheduled;
         }
-        Ok(self)
+        self
+    }
+
+    /// Which delayed-event forms the HTTP layer may use.
+    pub(crate) fn delayed_events_advertised(&self) -> Advertised {
+        match (self.delayed_events, self.delayed_events_stable) {
+            (false, _) => Advertised::None,
+            (true, false) => Advertised::Unstable,
+            (true, true) => Advertised::Stable,
+        }
+    }
+
+    /// What the own-membership machine needs to know for a join.
+    pub(crate) fn capabilities(&self) -> ServerCapabilities {
+        ServerCapabilities {
+            delayed_events: self.delayed_events,
+            max_delay_ms: self.max_delay_ms,
+            sticky_events: self.sticky_events,
+        }
     }
 
     /// What is missing, in a fixed order (sticky events, sliding sync, delayed events, RTC
@@ -173,6 +229,52 @@ mod tests {
                 MissingFeature::RtcTransports
             ]
         );
+    }
+
+    #[test]
+    fn stable_flag_enables_the_merged_forms() {
+        use crate::requests::Advertised;
+        let unstable = ServerFeatures::from_enabled_flags(["org.matrix.msc4140"]);
+        assert!(unstable.delayed_events && !unstable.delayed_events_stable);
+        assert_eq!(unstable.delayed_events_advertised(), Advertised::Unstable);
+        let stable = ServerFeatures::from_enabled_flags(["org.matrix.msc4140.stable"]);
+        assert!(stable.delayed_events_stable);
+        assert_eq!(stable.delayed_events_advertised(), Advertised::Stable);
+        assert_eq!(
+            ServerFeatures::default().delayed_events_advertised(),
+            Advertised::None
+        );
+    }
+
+    #[test]
+    fn a_zero_limit_in_the_capability_turns_delayed_events_off() {
+        use crate::requests::{Advertised, DelayedEventsLimits};
+        let flags = ["org.matrix.msc4354", "org.matrix.msc4140"];
+        let limits = |max_delay_ms, max_scheduled| DelayedEventsLimits {
+            advertised: true,
+            max_delay_ms,
+            max_scheduled,
+        };
+        // Synapse 1.163.2 switched off: the capability is there with `max_delay_ms: 0`.
+        for off in [limits(Some(0), Some(100)), limits(None, Some(0))] {
+            let features = ServerFeatures::from_enabled_flags(flags).with_delayed_events_limits(off);
+            assert!(!features.delayed_events, "{off:?}");
+            assert_eq!(features.delayed_events_advertised(), Advertised::None);
+            assert!(features.missing().contains(&MissingFeature::DelayedEvents));
+            // What the own-membership machine is given for a join.
+            let caps = features.capabilities();
+            assert!(!caps.delayed_events && caps.sticky_events);
+            assert_eq!(caps.max_delay_ms, None);
+        }
+        let on = ServerFeatures::from_enabled_flags(flags)
+            .with_delayed_events_limits(limits(Some(86_400_000), Some(1000)));
+        let caps = on.capabilities();
+        assert!(caps.delayed_events);
+        assert_eq!(caps.max_delay_ms, Some(86_400_000));
+        // No capability at all: limits unknown, the feature still counts.
+        let silent =
+            ServerFeatures::from_enabled_flags(flags).with_delayed_events_limits(Default::default());
+        assert!(silent.capabilities().delayed_events);
     }
 
     #[test]

@@ -75,10 +75,16 @@ pub struct OwnMembershipConfig {
     /// values are lowered to it). Default: 3 600 000.
     pub sticky_duration_ms: u64,
     /// Sticky duration used instead of [`sticky_duration_ms`](Self::sticky_duration_ms) for a
-    /// join made when the server has no delayed events (so a crash leaves a ghost for at most
-    /// this long). Never below 300 000 (five minutes) and never above `sticky_duration_ms`. The
-    /// choice is made once per join, so that every event of one membership uses the same
-    /// duration. Default: 300 000.
+    /// membership without a dead-man switch (so a crash leaves a ghost for at most this long):
+    /// a join made when the server has no delayed events, or whose first delayed leave the
+    /// server refused (disallowed, delay too large, quota full) before anything of the
+    /// membership was sent. The join is refreshed at
+    /// [`refresh_at_percent`](Self::refresh_at_percent) of it (2.5 minutes by default). Never
+    /// below 300 000 (five minutes, MSC4354's advice against clock skew) and never above
+    /// `sticky_duration_ms` (so a test may shorten both). The choice is made once per join and
+    /// kept by every event of that membership, since the event that expires last wins its key:
+    /// a switch lost later in the call keeps the duration the join went out with. Default:
+    /// 300 000.
     pub no_switch_sticky_duration_ms: u64,
     /// When to refresh our join, as a percentage of its sticky lifetime counted from the send.
     /// Clamped to 50..=75. Default: 50 (half-life, which leaves the most room for retries).

@@ -43,6 +43,11 @@ const MAX_DRIVE_ROUNDS: usize = 32;
 ///   (delay `D`) and sends our sticky join only once the server holds it. Without delayed events
 ///   (capability off, scheduling refused, or the server ignoring the delay), it joins without a
 ///   dead-man switch and says so ([`OwnStatus::Connected`] with `dead_man_switch: false`).
+///   Such a membership uses the short sticky lifetime
+///   ([`no_switch_sticky_duration_ms`](OwnMembershipConfig::no_switch_sticky_duration_ms),
+///   five minutes), unless something of it is on the server already with the full one (a
+///   leave the server sent at once, or a join sent before the switch was lost): the lifetime is
+///   fixed per join. Its leave is sent directly.
 /// - **Heartbeat.** It restarts the delayed leave every `R`, each restart with a local timeout of
 ///   `min(T, expected_fire - now)`. A 404 means the delayed leave is gone: it arms a new one
 ///   (never two at once) and re-joins (same member id) if the old one could have fired. Sync
@@ -497,6 +502,7 @@ impl OwnMembership {
         let session = Session {
             delay_ms: self.config.effective_delay_ms(&self.caps),
             sticky_duration_ms: self.config.session_sticky_duration_ms(&self.caps),
+            sticky_fixed: false,
             member_id: config.member_id,
             unseen_rejoins: 0,
         };
@@ -645,6 +651,35 @@ impl OwnMembership {
             AfterLeave::Idle => {}
             AfterLeave::Fail(error) => self.goal = Goal::Idle { error: Some(error) },
             AfterLeave::Join(config) => self.start_session(config),
+        }
+    }
+
+    /// Something of this session may be on the server with its sticky duration now: that
+    /// duration stays for the rest of the session.
+    fn fix_sticky_duration(&mut self) {
+        if let Goal::Join(session) = &mut self.goal {
+            session.sticky_fixed = true;
+        }
+    }
+
+    /// This membership has no dead-man switch after all. While nothing of it can be on the
+    /// server yet, it takes the shorter lifetime of a membership without one
+    /// ([`no_switch_sticky_duration_ms`](OwnMembershipConfig::no_switch_sticky_duration_ms)),
+    /// so that a crash leaves a ghost for minutes rather than an hour. Once something may be
+    /// out, the duration is fixed: a shorter one would lose to it (last to expire wins).
+    fn use_no_switch_sticky_duration(&mut self) {
+        let without_switch = ServerCapabilities {
+            delayed_events: false,
+            ..self.caps
+        };
+        let short = self.config.session_sticky_duration_ms(&without_switch);
+        if let Goal::Join(session) = &mut self.goal {
+            if session.sticky_fixed {
+                debug!(slot = %self.slot_id, sticky_ms = session.sticky_duration_ms, "no dead-man switch, but our sticky duration is fixed for this membership");
+            } else if short < session.sticky_duration_ms {
+                debug!(slot = %self.slot_id, sticky_ms = short, "no dead-man switch: using the shorter sticky duration");
+                session.sticky_duration_ms = short;
+            }
         }
     }
 

@@ -314,6 +314,15 @@ pub enum RequestOutcome {
     /// The server refuses delayed events ("Sending delayed events has been disallowed", or a
     /// management endpoint it does not serve).
     Unsupported,
+    /// The server holds as many delayed events of ours as it allows (Synapse: 429
+    /// `M_LIMIT_EXCEEDED` "The maximum number of delayed events has been reached", whose wait
+    /// is the time until our next scheduled event fires, often most of an hour; older MSC4140
+    /// texts: 400 `M_MAX_DELAYED_EVENTS_EXCEEDED`). A quota, not a blip: a schedule refused
+    /// this way means a membership without a dead-man switch.
+    TooManyScheduled {
+        /// How long the server said it takes until a slot frees up, if it said.
+        retry_after: Option<Duration>,
+    },
     /// Any other HTTP error.
     Http {
         /// The HTTP status.
@@ -364,6 +373,8 @@ pub(crate) enum Verdict {
     Conflict,
     TooLarge(Option<u64>),
     Unsupported,
+    /// Our quota of scheduled delayed events is full (with the server's wait, if given).
+    Quota(Option<Duration>),
     /// A transient failure: try again later.
     Retry(Transient),
     /// A definitive refusal.
@@ -395,6 +406,7 @@ impl From<RequestOutcome> for Verdict {
             }
             RequestOutcome::DelayTooLarge { max_delay_ms } => Self::TooLarge(max_delay_ms),
             RequestOutcome::Unsupported => Self::Unsupported,
+            RequestOutcome::TooManyScheduled { retry_after } => Self::Quota(retry_after),
             RequestOutcome::Network => Self::Retry(Transient::Network),
             RequestOutcome::Timeout => Self::Retry(Transient::Timeout),
             RequestOutcome::Http { status, errcode } => match status {
@@ -417,6 +429,7 @@ impl Verdict {
             Self::NotFound => (404, None),
             Self::Conflict => (409, None),
             Self::TooLarge(_) | Self::Unsupported => (400, None),
+            Self::Quota(_) => (429, None),
             Self::Done { .. } => (200, None),
             Self::Retry(_) => (0, None),
         }

@@ -59,6 +59,10 @@ pub(crate) struct Session {
     pub(crate) delay_ms: u64,
     /// Sticky duration of every member event of this session.
     pub(crate) sticky_duration_ms: u64,
+    /// An event of this session (a join, a leave, or a delayed leave the server accepted) may
+    /// be on the server with [`sticky_duration_ms`](Self::sticky_duration_ms): from then on the
+    /// duration is fixed, since under last-to-expire-wins a shorter one would lose to it.
+    pub(crate) sticky_fixed: bool,
     /// Re-joins in a row that sync never confirmed (widens the sync grace).
     pub(crate) unseen_rejoins: u32,
 }

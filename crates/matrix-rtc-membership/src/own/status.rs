@@ -60,6 +60,9 @@ pub enum UnavailableReason {
     DelayIgnored,
     /// The server still found the delay too large after we lowered it (or gave no maximum).
     DelayTooLarge,
+    /// The server holds as many delayed events of ours as it allows
+    /// ([`RequestOutcome::TooManyScheduled`](crate::RequestOutcome::TooManyScheduled)).
+    TooManyScheduled,
 }
 
 /// Why the machine sends our join again.

@@ -6,7 +6,7 @@ use tracing::trace;
 
 use super::{Join, Outcome};
 use crate::{
-    CallIntent, LeftReason, MembershipFormat, RejectReason, Transport,
+    CallIntent, LeftReason, MAX_LEAVE_CODE_LEN, MembershipFormat, RejectReason, Transport,
     field::{self, FieldError},
     transport::MAX_TRANSPORTS,
     wire::{
@@ -299,7 +299,9 @@ fn transports(
     }
 }
 
-/// The reason of a format A leave, from `leave_reason.code`.
+/// The reason of a format A leave, from `leave_reason.code` (docs/protocol.md §5.7): the
+/// generic codes map onto their reasons, another short code is kept, and anything else (no
+/// `leave_reason`, no code, a code that is not a string, empty or too long) is a plain leave.
 fn leave_reason(raw: Option<&RawValue>) -> LeftReason {
     let code = raw
         .and_then(field::object::<LeaveReasonObject<'_>>)
@@ -307,7 +309,11 @@ fn leave_reason(raw: Option<&RawValue>) -> LeftReason {
     match code.as_deref() {
         Some(wire::LEAVE_CODE_DELAYED) => LeftReason::DelayedLeaveFired,
         Some(wire::LEAVE_CODE_SLOT_CLOSED) => LeftReason::SlotClosed,
-        _ => LeftReason::LeaveEvent,
+        Some(wire::LEAVE_CODE_LEAVE) | None => LeftReason::LeaveEvent,
+        Some(code) if !code.is_empty() && code.len() <= MAX_LEAVE_CODE_LEN => {
+            LeftReason::OtherLeaveCode(code.to_owned())
+        }
+        Some(_) => LeftReason::LeaveEvent,
     }
 }
 

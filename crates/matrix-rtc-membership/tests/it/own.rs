@@ -5,6 +5,7 @@
 //! input edge cases, against the bare machine. `props` drives random schedules of latency,
 //! errors, 429s and outages and checks the invariants.
 
+mod degraded;
 mod faults;
 mod heartbeat;
 mod join;

@@ -364,13 +364,18 @@ pub(crate) fn outcome_of(error: &RequestError) -> RequestOutcome {
         RequestError::DelayTooLarge { max_delay_ms } => RequestOutcome::DelayTooLarge {
             max_delay_ms: *max_delay_ms,
         },
-        RequestError::DelayedEventsDisallowed | RequestError::Unrecognized => {
-            RequestOutcome::Unsupported
-        }
+        // The server refuses delayed events, does not advertise them (nothing was sent), or
+        // serves none of the forms we know: no dead-man switch for a schedule.
+        RequestError::DelayedEventsDisallowed
+        | RequestError::DelayedEventsUnavailable
+        | RequestError::Unrecognized => RequestOutcome::Unsupported,
         // The server sent our delayed leave at once: it ignored the delay.
         RequestError::DelayIgnored { event_id } => RequestOutcome::sent(event_id.to_string()),
-        // A quota, not a transient: the machine treats it like a rate limit it must wait out.
-        RequestError::TooManyScheduled => RequestOutcome::RateLimited { retry_after: None },
+        // A quota, not a blip: a schedule refused this way means no dead-man switch (rather
+        // than a join that waits up to an hour for a free slot).
+        RequestError::TooManyScheduled { retry_after } => RequestOutcome::TooManyScheduled {
+            retry_after: *retry_after,
+        },
         RequestError::Network {
             timed_out: true, ..
         } => RequestOutcome::Timeout,
@@ -385,6 +390,87 @@ pub(crate) fn outcome_of(error: &RequestError) -> RequestOutcome {
         },
         RequestError::UnknownPos | RequestError::InvalidResponse(_) | RequestError::Other(_) => {
             local_failure()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use matrix_rtc_membership::RequestOutcome;
+    use matrix_sdk::ruma::owned_event_id;
+
+    use super::outcome_of;
+    use crate::RequestError;
+
+    /// What the own-membership machine is told for each delayed-event answer
+    /// (docs/protocol.md §6.5): the machine's reactions are tested in matrix-rtc-membership.
+    #[test]
+    fn delayed_event_answers_become_the_outcomes_the_machine_acts_on() {
+        let wait = Some(Duration::from_secs(7));
+        let cases = [
+            (RequestError::NotFound, RequestOutcome::NotFound),
+            (RequestError::Conflict, RequestOutcome::Conflict),
+            (
+                RequestError::RateLimited { retry_after: wait },
+                RequestOutcome::RateLimited { retry_after: wait },
+            ),
+            (
+                RequestError::DelayTooLarge {
+                    max_delay_ms: Some(5_000),
+                },
+                RequestOutcome::DelayTooLarge {
+                    max_delay_ms: Some(5_000),
+                },
+            ),
+            (
+                RequestError::TooManyScheduled { retry_after: wait },
+                RequestOutcome::TooManyScheduled { retry_after: wait },
+            ),
+            (
+                RequestError::DelayedEventsDisallowed,
+                RequestOutcome::Unsupported,
+            ),
+            (
+                RequestError::DelayedEventsUnavailable,
+                RequestOutcome::Unsupported,
+            ),
+            (RequestError::Unrecognized, RequestOutcome::Unsupported),
+            (
+                RequestError::DelayIgnored {
+                    event_id: owned_event_id!("$sent"),
+                },
+                RequestOutcome::sent("$sent"),
+            ),
+            (
+                RequestError::Network {
+                    timed_out: true,
+                    message: String::new(),
+                },
+                RequestOutcome::Timeout,
+            ),
+            (
+                RequestError::Network {
+                    timed_out: false,
+                    message: String::new(),
+                },
+                RequestOutcome::Network,
+            ),
+            (
+                RequestError::Http {
+                    status: 403,
+                    errcode: Some("M_FORBIDDEN".to_owned()),
+                    message: "not in room".to_owned(),
+                },
+                RequestOutcome::Http {
+                    status: 403,
+                    errcode: Some("M_FORBIDDEN".to_owned()),
+                },
+            ),
+        ];
+        for (error, outcome) in cases {
+            assert_eq!(outcome_of(&error), outcome, "{error:?}");
         }
     }
 }

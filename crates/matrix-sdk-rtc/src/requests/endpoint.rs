@@ -4,8 +4,8 @@
 //! answer type). [`Call`] carries the path arguments, the query string and a raw JSON body, and
 //! implements ruma's `OutgoingRequest`, so `Client::send` runs it with the SDK's authentication,
 //! token refresh and error handling. Errors are parsed the way ruma does, except that the whole
-//! JSON body of `M_UNKNOWN` errors is kept (ruma's typed error drops the MSC4140 fields that
-//! travel in them, docs/protocol.md §6.5).
+//! JSON body of `M_UNKNOWN` and `M_FORBIDDEN` errors is kept (ruma's typed error drops the
+//! MSC4140 fields that travel in them, docs/protocol.md §6.5).
 
 use std::{
     fmt,
@@ -166,11 +166,15 @@ pub(crate) fn wall_clock_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Parses an error answer like ruma, but keeps the whole JSON body of an `M_UNKNOWN` error that
-/// has fields beyond `errcode` and `error`.
+/// Parses an error answer like ruma, but keeps the whole JSON body of an `M_UNKNOWN` or
+/// `M_FORBIDDEN` error that has fields beyond `errcode` and `error` (MSC4140 puts the maximum
+/// delay there).
 pub(crate) fn endpoint_error<T: AsRef<[u8]>>(response: http::Response<T>) -> ApiError {
     if let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(response.body().as_ref())
-        && object.get(wire::FIELD_ERRCODE).and_then(Value::as_str) == Some(wire::ERRCODE_UNKNOWN)
+        && object
+            .get(wire::FIELD_ERRCODE)
+            .and_then(Value::as_str)
+            .is_some_and(|code| [wire::ERRCODE_UNKNOWN, wire::ERRCODE_FORBIDDEN].contains(&code))
         && object
             .keys()
             .any(|key| key != wire::FIELD_ERRCODE && key != wire::FIELD_ERROR)

@@ -47,13 +47,25 @@ pub enum RequestError {
         max_delay_ms: Option<u64>,
     },
 
-    /// 403 "Sending delayed events has been disallowed": the feature is off on this server.
+    /// 403 "Sending delayed events has been disallowed" (or another message saying the
+    /// feature is disabled): the feature is off on this server.
     #[error("delayed events are disallowed by the server")]
     DelayedEventsDisallowed,
 
-    /// Too many delayed events are scheduled for this user.
+    /// The server's `/versions` advertises no delayed events, so nothing was sent: such a
+    /// server would ignore the delay and send the event at once.
+    #[error("the server does not advertise delayed events; nothing was sent")]
+    DelayedEventsUnavailable,
+
+    /// The server holds as many delayed events of this user as it allows: Synapse's 429
+    /// "The maximum number of delayed events has been reached.", or the older 400
+    /// `M_MAX_DELAYED_EVENTS_EXCEEDED`.
     #[error("too many scheduled delayed events")]
-    TooManyScheduled,
+    TooManyScheduled {
+        /// How long until one of them fires, when the server said (Synapse: the
+        /// `Retry-After` header and `retry_after_ms`).
+        retry_after: Option<Duration>,
+    },
 
     /// The server ignored the delay parameter and sent the event at once (it lacks MSC4140).
     ///
@@ -112,11 +124,37 @@ impl RequestError {
         }
     }
 
-    /// The wait the server asked for, for [`RequestError::RateLimited`].
+    /// The wait the server asked for, for [`RequestError::RateLimited`] and
+    /// [`RequestError::TooManyScheduled`].
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::RateLimited { retry_after } => *retry_after,
+            Self::RateLimited { retry_after } | Self::TooManyScheduled { retry_after } => {
+                *retry_after
+            }
             _ => None,
+        }
+    }
+
+    /// Whether this answer shows that the server serves the endpoint it came from: a Matrix
+    /// answer about the request itself. Not `M_UNRECOGNIZED`, nor a failure that did not
+    /// reach a Matrix handler (network, rate limits, which a proxy may give on any path,
+    /// unreadable answers, 5xx).
+    pub(crate) fn proves_endpoint(&self) -> bool {
+        match self {
+            Self::NotFound
+            | Self::Conflict
+            | Self::DelayTooLarge { .. }
+            | Self::DelayedEventsDisallowed
+            | Self::TooManyScheduled { .. }
+            | Self::DelayIgnored { .. } => true,
+            Self::Http { status, .. } => (400..500).contains(status),
+            Self::RateLimited { .. }
+            | Self::DelayedEventsUnavailable
+            | Self::UnknownPos
+            | Self::Unrecognized
+            | Self::Network { .. }
+            | Self::InvalidResponse(_)
+            | Self::Other(_) => false,
         }
     }
 }
@@ -267,6 +305,16 @@ fn map_api_error(error: &ApiError, context: RequestContext) -> RequestError {
                 .extra_u64(wire::FIELD_RETRY_AFTER_MS)
                 .map(Duration::from_millis),
         };
+        // Synapse names its quota of scheduled delayed events in the message; the merged MSC
+        // says only 429 with `Retry-After`, which reads as a plain rate limit.
+        if context == RequestContext::DelayedSend
+            && parts
+                .message
+                .to_ascii_lowercase()
+                .contains(wire::QUOTA_MESSAGE_WORDS)
+        {
+            return RequestError::TooManyScheduled { retry_after };
+        }
         return RequestError::RateLimited { retry_after };
     }
 
@@ -305,24 +353,36 @@ fn map_api_error(error: &ApiError, context: RequestContext) -> RequestError {
     if errcode == Some(wire::ERRCODE_MAX_DELAYED_EVENTS_EXCEEDED)
         || msc4140_errcode == Some(wire::ERRCODE_MAX_DELAYED_EVENTS_EXCEEDED)
     {
-        return RequestError::TooManyScheduled;
+        return RequestError::TooManyScheduled { retry_after: None };
     }
     if parts.status == 403 && errcode == Some("M_FORBIDDEN") {
+        // The merged MSC4140 answers both "delay above the maximum" and "feature disabled"
+        // with a plain 403 `M_FORBIDDEN` and leaves the message free: tell them apart by the
+        // message (Synapse's disabled feature says "disallowed") or a maximum in the body.
         let message = parts.message.to_ascii_lowercase();
-        if message.contains("delayed events") && message.contains("disallowed") {
-            return RequestError::DelayedEventsDisallowed;
-        }
-        // The newest MSC text answers a too-long delay with a plain 403.
-        if context == RequestContext::DelayedSend
-            && message.contains("delay")
-            && ["maximum", "exceed", "too large", "too long"]
+        if message.contains("delayed event")
+            && ["disallowed", "disabled", "not enabled"]
                 .iter()
                 .any(|w| message.contains(w))
         {
-            return RequestError::DelayTooLarge {
-                max_delay_ms: max_from_message(parts.message),
-            };
+            return RequestError::DelayedEventsDisallowed;
         }
+        if context == RequestContext::DelayedSend {
+            let max_in_body = parts
+                .extra_u64(wire::FIELD_MAX_DELAY)
+                .or_else(|| parts.extra_u64(wire::FIELD_MSC4140_MAX_DELAY));
+            let says_too_long = message.contains("delay")
+                && ["maximum", "exceed", "too large", "too long"]
+                    .iter()
+                    .any(|w| message.contains(w));
+            if max_in_body.is_some() || says_too_long {
+                return RequestError::DelayTooLarge {
+                    max_delay_ms: max_in_body.or_else(|| max_from_message(parts.message)),
+                };
+            }
+        }
+        // Anything else (for instance "not in the room") stays a plain 403: the machine takes
+        // a refused schedule as "no dead-man switch" either way.
     }
 
     if parts.status == 404 && errcode == Some("M_NOT_FOUND") {
@@ -419,6 +479,77 @@ mod tests {
             &error_for(status, &[], &body.to_string()),
             RequestContext::DelayedSend,
         )
+    }
+
+    /// One captured Synapse 1.163.2 answer (`fixtures/synapse-1.163.2/`): status, headers and
+    /// body, as the HTTP layer would receive it.
+    fn captured(file: &str) -> HttpError {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/synapse-1.163.2");
+        let index: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(format!("{dir}/index.json")).unwrap())
+                .unwrap();
+        let entry = index["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|entry| entry["file"] == file)
+            .unwrap_or_else(|| panic!("{file} is in the index"));
+        let status = u16::try_from(entry["status"].as_u64().unwrap()).unwrap();
+        let headers: Vec<(String, String)> = entry["headers"]
+            .as_object()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .filter_map(|(name, value)| Some((name.clone(), value.as_str()?.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        let body = std::fs::read_to_string(format!("{dir}/{file}")).unwrap();
+        error_for(status, &headers, &body)
+    }
+
+    #[test]
+    fn captured_synapse_answers_map_to_what_the_machine_acts_on() {
+        let delayed = |file: &str| map_http_error(&captured(file), RequestContext::DelayedSend);
+        let plain = |file: &str| map_http_error(&captured(file), RequestContext::Plain);
+        assert_eq!(
+            delayed("delayed_too_large_error.json"),
+            RequestError::DelayTooLarge {
+                max_delay_ms: Some(86_400_000)
+            }
+        );
+        // The quota: 429 with a wait of most of an hour, the header read first.
+        assert_eq!(
+            delayed("delayed_too_many_scheduled_error.json"),
+            RequestError::TooManyScheduled {
+                retry_after: Some(Duration::from_secs(3595))
+            }
+        );
+        assert!(matches!(
+            delayed("delayed_negative_delay_error.json"),
+            RequestError::Http { status: 400, errcode: Some(code), .. } if code == "M_INVALID_PARAM"
+        ));
+        // Forms Synapse 1.163.2 does not serve: move on to the next one.
+        assert_eq!(
+            delayed("delayed_dedicated_endpoint_unrecognized.json"),
+            RequestError::Unrecognized
+        );
+        assert_eq!(
+            plain("delayed_stable_v1_restart_unrecognized.json"),
+            RequestError::Unrecognized
+        );
+        // Finalised or unknown: 404, never 409 on Synapse 1.163.2.
+        for file in [
+            "delayed_restart_cancelled_404.json",
+            "delayed_send_already_sent_404.json",
+            "delayed_unknown_restart_404.json",
+        ] {
+            assert_eq!(plain(file), RequestError::NotFound, "{file}");
+        }
     }
 
     #[test]
@@ -542,17 +673,115 @@ mod tests {
             map_delayed(403, body),
             RequestError::DelayedEventsDisallowed
         );
+        // Constructed: other wordings of a switched-off feature (the merged MSC4140 leaves the
+        // message free).
+        for message in ["Delayed events are disabled", "delayed events are not enabled"] {
+            let body = json!({"errcode": "M_FORBIDDEN", "error": message});
+            assert_eq!(
+                map_delayed(403, body),
+                RequestError::DelayedEventsDisallowed,
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn forbidden_delay_too_large_with_the_maximum_in_the_body() {
+        // Constructed from the merged MSC4140: 403 `M_FORBIDDEN` for a delay above the
+        // maximum; a server that adds the maximum (either name) has it read.
+        for field in ["max_delay", "org.matrix.msc4140.max_delay"] {
+            let mut body = json!({"errcode": "M_FORBIDDEN", "error": "Forbidden"});
+            body[field] = json!(30_000);
+            assert_eq!(
+                map_delayed(403, body),
+                RequestError::DelayTooLarge {
+                    max_delay_ms: Some(30_000)
+                },
+                "{field}"
+            );
+        }
+        // A 403 that says neither stays a plain refusal (for the machine: no dead-man switch).
+        let body = json!({"errcode": "M_FORBIDDEN", "error": "User not in room"});
+        assert!(matches!(
+            map_delayed(403, body),
+            RequestError::Http { status: 403, .. }
+        ));
     }
 
     #[test]
     fn too_many_scheduled() {
         let body = json!({"errcode": "M_MAX_DELAYED_EVENTS_EXCEEDED", "error": "x"});
-        assert_eq!(map_delayed(400, body), RequestError::TooManyScheduled);
+        assert_eq!(
+            map_delayed(400, body),
+            RequestError::TooManyScheduled { retry_after: None }
+        );
         let prefixed = json!({
             "errcode": "M_UNKNOWN", "error": "x",
             "org.matrix.msc4140.errcode": "M_MAX_DELAYED_EVENTS_EXCEEDED"
         });
-        assert_eq!(map_delayed(400, prefixed), RequestError::TooManyScheduled);
+        assert_eq!(
+            map_delayed(400, prefixed),
+            RequestError::TooManyScheduled { retry_after: None }
+        );
+        // Synapse's quota answer, only on a delayed send; elsewhere a 429 is a rate limit.
+        let quota = json!({
+            "errcode": "M_LIMIT_EXCEEDED",
+            "error": "The maximum number of delayed events has been reached.",
+            "retry_after_ms": 3_594_662
+        });
+        assert_eq!(
+            map_delayed(429, quota.clone()),
+            RequestError::TooManyScheduled {
+                retry_after: Some(Duration::from_millis(3_594_662))
+            }
+        );
+        assert_eq!(
+            map(429, quota),
+            RequestError::RateLimited {
+                retry_after: Some(Duration::from_millis(3_594_662))
+            }
+        );
+        // The merged MSC's bare 429 cannot be told from a rate limit: it is waited out.
+        let bare = json!({"errcode": "M_LIMIT_EXCEEDED", "error": "Too many requests"});
+        let error = error_for(429, &[("retry-after", "12")], &bare.to_string());
+        assert_eq!(
+            map_http_error(&error, RequestContext::DelayedSend),
+            RequestError::RateLimited {
+                retry_after: Some(Duration::from_secs(12))
+            }
+        );
+    }
+
+    #[test]
+    fn which_answers_prove_an_endpoint() {
+        assert!(RequestError::NotFound.proves_endpoint());
+        assert!(RequestError::Conflict.proves_endpoint());
+        assert!(RequestError::DelayedEventsDisallowed.proves_endpoint());
+        assert!(
+            RequestError::Http {
+                status: 403,
+                errcode: None,
+                message: String::new()
+            }
+            .proves_endpoint()
+        );
+        assert!(!RequestError::Unrecognized.proves_endpoint());
+        assert!(!RequestError::RateLimited { retry_after: None }.proves_endpoint());
+        assert!(
+            !RequestError::Http {
+                status: 502,
+                errcode: None,
+                message: String::new()
+            }
+            .proves_endpoint()
+        );
+        assert!(
+            !RequestError::Network {
+                timed_out: true,
+                message: String::new()
+            }
+            .proves_endpoint()
+        );
     }
 
     #[test]

@@ -16,9 +16,9 @@ endpoint!(
     /// `PUT /rooms/{room_id}/send/{event_type}/{txn_id}`.
     SendEventEndpoint: PUT wire::SEND_EVENT_PATH => SendResponse
 );
-#[cfg(test)]
 endpoint!(
-    /// `PUT /rooms/{room_id}/state/{event_type}/{state_key}`.
+    /// `PUT /rooms/{room_id}/state/{event_type}/{state_key}` (only the tests of this layer
+    /// send state).
     SendStateEndpoint: PUT wire::SEND_STATE_PATH => SendResponse
 );
 

@@ -5,6 +5,7 @@
 
 mod delayed;
 mod features;
+mod forms;
 mod proxy;
 mod side_sync;
 

@@ -15,9 +15,19 @@ use serde_json::value::RawValue;
 pub(crate) const SEND_EVENT_PATH: &str =
     "/_matrix/client/v3/rooms/{room_id}/send/{event_type}/{txn_id}";
 /// `PUT` a state event, optionally delayed.
-#[cfg(test)]
 pub(crate) const SEND_STATE_PATH: &str =
     "/_matrix/client/v3/rooms/{room_id}/state/{event_type}/{state_key}";
+/// `PUT` a delayed event through the dedicated endpoint of the merged MSC4140 (body
+/// [`DelayedEventBody`]); not served by Synapse 1.163.2.
+pub(crate) const DELAYED_EVENT_PATH: &str =
+    "/_matrix/client/v3/rooms/{room_id}/delayed_event/{event_type}/{txn_id}";
+/// The same endpoint under the unstable prefix; not served by Synapse 1.163.2 either.
+pub(crate) const DELAYED_EVENT_PATH_UNSTABLE: &str =
+    "/_matrix/client/unstable/org.matrix.msc4140/rooms/{room_id}/delayed_event/{event_type}/{txn_id}";
+/// `POST` a delayed-event action, stable per-action path of the merged MSC4140 (body `{}`);
+/// not served by Synapse 1.163.2.
+pub(crate) const DELAYED_ACTION_PATH_STABLE: &str =
+    "/_matrix/client/v1/delayed_events/{delay_id}/{action}";
 /// `POST` a delayed-event action, current per-action form (body `{}`).
 pub(crate) const DELAYED_ACTION_PATH: &str =
     "/_matrix/client/unstable/org.matrix.msc4140/delayed_events/{delay_id}/{action}";
@@ -90,6 +100,10 @@ pub(crate) const SIDE_LIST_NAME: &str = "all";
 
 // --- Error codes and error fields (docs/protocol.md §6.5) ---
 
+/// 429 `M_LIMIT_EXCEEDED` of a delayed send whose message names delayed events: Synapse
+/// 1.163.2's answer when the user holds `msc4140_max_delayed_events_per_user` of them ("The
+/// maximum number of delayed events has been reached."), not a plain rate limit.
+pub(crate) const QUOTA_MESSAGE_WORDS: &str = "delayed events";
 /// Synapse 1.163.2: delay above `max_event_delay_duration` (maximum only in the message).
 pub(crate) const ERRCODE_DELAY_TOO_LARGE: &str = "ORG.MATRIX.MSC4140_DELAY_TOO_LARGE";
 /// Older MSC4140 text: delay above the maximum, with `max_delay`.
@@ -106,6 +120,9 @@ pub(crate) const FIELD_MAX_DELAY: &str = "max_delay";
 pub(crate) const FIELD_RETRY_AFTER_MS: &str = "retry_after_ms";
 /// The generic error code whose extra fields ruma drops.
 pub(crate) const ERRCODE_UNKNOWN: &str = "M_UNKNOWN";
+/// The merged MSC4140's code for a delay above the maximum (and for a disabled feature),
+/// whose extra fields ruma drops too.
+pub(crate) const ERRCODE_FORBIDDEN: &str = "M_FORBIDDEN";
 /// Error code field.
 pub(crate) const FIELD_ERRCODE: &str = "errcode";
 /// Error message field.
@@ -122,6 +139,19 @@ pub(crate) struct SendResponse {
     /// The scheduled event.
     #[serde(default)]
     pub(crate) delay_id: Option<String>,
+}
+
+/// Body of the dedicated scheduling endpoint ([`DELAYED_EVENT_PATH`]). The sticky duration
+/// travels as the query parameter [`STICKY_DURATION_QUERY`], as on `/send`.
+#[derive(Debug, Serialize)]
+pub(crate) struct DelayedEventBody<'a> {
+    /// The delay, in milliseconds (above 0).
+    pub(crate) delay_ms: u64,
+    /// Only for a state event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) state_key: Option<&'a str>,
+    /// The content as it will be sent.
+    pub(crate) content: &'a RawValue,
 }
 
 /// Older management form: the action in the body.
@@ -305,6 +335,28 @@ mod tests {
         let extensions: SlidingSyncResponseExtensions =
             serde_json::from_str(response.extensions.unwrap().get()).unwrap();
         assert!(extensions.sticky_events.is_some());
+    }
+
+    #[test]
+    fn dedicated_schedule_body_shape() {
+        let content = serde_json::value::to_raw_value(&serde_json::json!({"a": 1})).unwrap();
+        let body = DelayedEventBody {
+            delay_ms: 10_000,
+            state_key: None,
+            content: &content,
+        };
+        assert_eq!(
+            serde_json::to_string(&body).unwrap(),
+            r#"{"delay_ms":10000,"content":{"a":1}}"#
+        );
+        let state = DelayedEventBody {
+            state_key: Some(""),
+            ..body
+        };
+        assert_eq!(
+            serde_json::to_string(&state).unwrap(),
+            r#"{"delay_ms":10000,"state_key":"","content":{"a":1}}"#
+        );
     }
 
     #[test]

@@ -341,6 +341,8 @@ impl OwnMembership {
     }
 
     fn emit_member(&mut self, txn: TxnId, refresh: bool, now: Instant) -> InFlight {
+        // From here on our join may be on the server: its sticky duration is the session's.
+        self.fix_sticky_duration();
         // Only called with a session.
         let (member_id, sticky_duration_ms) = self
             .session()

@@ -245,6 +245,8 @@ impl OwnMembership {
                 match s.purpose {
                     SchedulePurpose::Arm => {
                         debug!(slot = %self.slot_id, delay_ms = s.delay_ms, "delayed leave armed");
+                        // Once fired, it carries the session's sticky duration.
+                        self.fix_sticky_duration();
                         Switch::AwaitRestartDue(armed)
                     }
                     SchedulePurpose::Resolve => {
@@ -265,6 +267,9 @@ impl OwnMembership {
                 self.on_leave_went_out(&s.member_id, true);
                 match s.purpose {
                     SchedulePurpose::Arm => {
+                        // Our leave is out with the session's sticky duration: the join that
+                        // follows must last as long to win the key.
+                        self.fix_sticky_duration();
                         self.caps.delayed_events = false;
                         self.push_event(OwnEvent::DeadManSwitchUnavailable {
                             reason: UnavailableReason::DelayIgnored,
@@ -309,15 +314,16 @@ impl OwnMembership {
                     Switch::Off
                 }
                 SchedulePurpose::Arm => {
-                    let reason = if matches!(refused, Verdict::TooLarge(_)) {
-                        UnavailableReason::DelayTooLarge
-                    } else {
-                        UnavailableReason::Refused
+                    let reason = match refused {
+                        Verdict::TooLarge(_) => UnavailableReason::DelayTooLarge,
+                        Verdict::Quota(_) => UnavailableReason::TooManyScheduled,
+                        _ => UnavailableReason::Refused,
                     };
                     // An answer ends the streak of transient failures: no stale
                     // "retries exhausted" while we are in the call without a switch.
                     self.retries.success(action);
                     warn!(slot = %self.slot_id, ?refused, "the server refused our delayed leave: no dead-man switch");
+                    self.use_no_switch_sticky_duration();
                     self.push_event(OwnEvent::DeadManSwitchUnavailable { reason });
                     Switch::Unavailable(reason)
                 }

@@ -2,8 +2,8 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use matrix_rtc_membership::{
-    FocusSelection, LeftReason, MembershipFormat, RejectReason, SessionChange, Transport,
-    legacy_livekit_identity, livekit_identity,
+    FocusSelection, LeftReason, MAX_LEAVE_CODE_LEN, MembershipFormat, RejectReason, SessionChange,
+    Transport, legacy_livekit_identity, livekit_identity,
 };
 use matrix_sticky_events::{Change, RemovalReason, StickyEvent};
 use ruma_common::RoomId;
@@ -292,7 +292,19 @@ fn format_a_join_and_leaves() {
         (json!("leave"), LeftReason::LeaveEvent),
         (json!("delayed_leave"), LeftReason::DelayedLeaveFired),
         (json!("slot_closed"), LeftReason::SlotClosed),
+        // Any other code is kept for the app, within a size bound.
+        (
+            json!("m.call.hangup"),
+            LeftReason::OtherLeaveCode("m.call.hangup".to_owned()),
+        ),
+        (
+            json!("x".repeat(MAX_LEAVE_CODE_LEN)),
+            LeftReason::OtherLeaveCode("x".repeat(MAX_LEAVE_CODE_LEN)),
+        ),
+        (json!("x".repeat(MAX_LEAVE_CODE_LEN + 1)), LeftReason::LeaveEvent),
+        (json!(""), LeftReason::LeaveEvent),
         (json!(7), LeftReason::LeaveEvent),
+        (json!(null), LeftReason::LeaveEvent),
     ] {
         let leave = json!({
             "slot_id": ROOM_SLOT, "member": {"id": "m1", "membership": "leave"},

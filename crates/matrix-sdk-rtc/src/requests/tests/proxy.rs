@@ -1,6 +1,8 @@
 //! A fault-injecting HTTP proxy in front of the test Synapse, for faults a real server does not
 //! produce on demand (a forgotten `pos`, a server without the per-action management path, a
-//! server that ignores the delay parameter).
+//! server that ignores the delay parameter), and for the answers of endpoints no installable
+//! server serves yet (the merged MSC4140 forms), with every request's body kept for the test to
+//! check its shape.
 //!
 //! Every request is logged, may be rewritten or answered by the test's hook, and otherwise goes
 //! to Synapse over a fresh connection. Each answer closes the connection (`Connection: close`),
@@ -19,9 +21,18 @@ pub(crate) struct ProxiedRequest {
     pub(crate) method: String,
     /// Path and query, exactly as sent.
     pub(crate) target: String,
+    /// The body, as sent (forwarded as it is after the hook).
+    pub(crate) body: Vec<u8>,
+    /// Whether the request carried an access token (`Authorization: Bearer`).
+    pub(crate) authenticated: bool,
 }
 
 impl ProxiedRequest {
+    /// The body as JSON (`null` when it is empty or not JSON).
+    pub(crate) fn body_json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_default()
+    }
+
     /// The path without the query.
     pub(crate) fn path(&self) -> &str {
         self.target.split('?').next().unwrap_or_default()
@@ -140,13 +151,11 @@ fn relay(client: TcpStream, upstream: &str, shared: &Mutex<Shared>) -> std::io::
     let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
         return Ok(());
     };
-    let mut request = ProxiedRequest {
-        method: method.to_owned(),
-        target: target.to_owned(),
-    };
+    let (method, target) = (method.to_owned(), target.to_owned());
 
     let mut headers = Vec::new();
     let mut content_length = 0usize;
+    let mut authenticated = false;
     loop {
         let mut line = String::new();
         reader.read_line(&mut line)?;
@@ -157,6 +166,11 @@ fn relay(client: TcpStream, upstream: &str, shared: &Mutex<Shared>) -> std::io::
         let lower = line.to_ascii_lowercase();
         if let Some(length) = lower.strip_prefix("content-length:") {
             content_length = length.trim().parse().unwrap_or(0);
+            // Sent again below, for the body as the hook left it.
+            continue;
+        }
+        if lower.starts_with("authorization: bearer ") {
+            authenticated = true;
         }
         if !lower.starts_with("connection:") && !lower.starts_with("keep-alive:") {
             headers.push(line);
@@ -164,6 +178,12 @@ fn relay(client: TcpStream, upstream: &str, shared: &Mutex<Shared>) -> std::io::
     }
     let mut body = vec![0; content_length];
     reader.read_exact(&mut body)?;
+    let mut request = ProxiedRequest {
+        method,
+        target,
+        body,
+        authenticated,
+    };
 
     let canned = {
         let mut shared = shared.lock().unwrap_or_else(PoisonError::into_inner);
@@ -189,9 +209,10 @@ fn relay(client: TcpStream, upstream: &str, shared: &Mutex<Shared>) -> std::io::
         head.push_str(&header);
         head.push_str("\r\n");
     }
+    head.push_str(&format!("Content-Length: {}\r\n", request.body.len()));
     head.push_str("Connection: close\r\n\r\n");
     server.write_all(head.as_bytes())?;
-    server.write_all(&body)?;
+    server.write_all(&request.body)?;
     let mut answer = Vec::new();
     server.read_to_end(&mut answer)?;
     // Make sure the client does not reuse this connection: it closes after the answer.
@@ -213,6 +234,16 @@ fn relay(client: TcpStream, upstream: &str, shared: &Mutex<Shared>) -> std::io::
     client.write_all(rest)
 }
 
+impl CannedResponse {
+    /// A JSON answer.
+    pub(crate) fn json(status: u16, body: &serde_json::Value) -> Self {
+        Self {
+            status,
+            body: body.to_string(),
+        }
+    }
+}
+
 /// A Matrix error body.
 pub(crate) fn matrix_error(status: u16, errcode: &str, message: &str) -> CannedResponse {
     CannedResponse {
@@ -226,7 +257,10 @@ fn query_editing() {
     let mut request = ProxiedRequest {
         method: "POST".to_owned(),
         target: "/sync?timeout=0&pos=1%2Fs2&set_presence=offline".to_owned(),
+        body: br#"{"a":1}"#.to_vec(),
+        authenticated: true,
     };
+    assert_eq!(request.body_json(), serde_json::json!({"a": 1}));
     assert_eq!(request.path(), "/sync");
     assert_eq!(request.query_param("pos"), Some("1%2Fs2"));
     request.set_query_param("pos", Some("bogus"));
