@@ -7,9 +7,7 @@ use eyeball_im::VectorDiff;
 use futures_util::Stream;
 use imbl::Vector;
 use matrix_rtc_machine::{CallId, ContentUpdate, JoinParams};
-use matrix_rtc_membership::{
-    MembershipContent, OwnStatus, Participant, Transport,
-};
+use matrix_rtc_membership::{MembershipContent, OwnStatus, Participant, Transport};
 use matrix_sdk::{RoomState, ruma::RoomId};
 use tokio::sync::oneshot;
 

@@ -27,12 +27,12 @@ pub(crate) mod wire;
 
 #[cfg(test)]
 pub(crate) use self::delayed::DelayedEventInfo;
+#[cfg(test)]
+use self::delayed::DelayedListEndpoint;
 pub(crate) use self::delayed::{
     Advertised, DelayId, DelayedEventAction, DelayedEventsLimits, ManagementForm, ScheduleForm,
 };
 pub use self::error::RequestError;
-#[cfg(test)]
-use self::delayed::DelayedListEndpoint;
 use self::{
     delayed::{
         DelayedActionBodyEndpoint, DelayedActionEndpoint, DelayedActionStableEndpoint,
@@ -84,7 +84,8 @@ impl HomeserverApi {
     /// Takes note of what the server's `/versions` (and its capability) said about delayed
     /// events, so that no request of ours needs to ask again.
     pub(crate) fn note_features(&self, features: &crate::ServerFeatures) {
-        self.delayed.set_advertised(features.delayed_events_advertised());
+        self.delayed
+            .set_advertised(features.delayed_events_advertised());
     }
 
     /// What the server advertises for delayed events: as noted, else asked once.
@@ -168,9 +169,7 @@ impl HomeserverApi {
     /// Schedules `scheduled` through the first form the server recognises.
     async fn schedule(&self, scheduled: &Scheduled<'_>) -> Result<DelayId, RequestError> {
         let advertised = self.delayed_advertised().await?;
-        let forms = self
-            .delayed
-            .schedule_order(ScheduleForm::order(advertised));
+        let forms = self.delayed.schedule_order(ScheduleForm::order(advertised));
         if forms.is_empty() {
             debug!("the server advertises no delayed events: not scheduling");
             return Err(RequestError::DelayedEventsUnavailable);
@@ -181,7 +180,11 @@ impl HomeserverApi {
                 debug!(?form, "scheduling form not recognised, trying the next one");
                 continue;
             }
-            if result.as_ref().err().is_none_or(RequestError::proves_endpoint) {
+            if result
+                .as_ref()
+                .err()
+                .is_none_or(RequestError::proves_endpoint)
+            {
                 self.delayed.learn_schedule(form);
             }
             return result;
@@ -201,8 +204,10 @@ impl HomeserverApi {
         ];
         let answer = match form {
             ScheduleForm::QueryParameter => {
-                let query =
-                    encode_query(&send::send_query(scheduled.sticky_duration, Some(scheduled.delay)))?;
+                let query = encode_query(&send::send_query(
+                    scheduled.sticky_duration,
+                    Some(scheduled.delay),
+                ))?;
                 let body = Some(scheduled.content.to_owned());
                 if scheduled.state {
                     let call = Call::<send::SendStateEndpoint>::new(path_args, query, body);
@@ -318,7 +323,11 @@ impl HomeserverApi {
                 );
                 continue;
             }
-            if result.as_ref().err().is_none_or(RequestError::proves_endpoint) {
+            if result
+                .as_ref()
+                .err()
+                .is_none_or(RequestError::proves_endpoint)
+            {
                 self.delayed.learn_management(form);
             }
             return result;

@@ -21,7 +21,8 @@ use matrix_rtc_membership::ServerCapabilities;
 use matrix_sdk::{Client, config::RequestConfig};
 
 use crate::requests::{
-    Advertised, DelayedEventsLimits, HomeserverApi, RequestContext, RequestError, map_http_error, wire,
+    Advertised, DelayedEventsLimits, HomeserverApi, RequestContext, RequestError, map_http_error,
+    wire,
 };
 
 /// The MatrixRTC-related features of a homeserver.
@@ -66,7 +67,9 @@ pub enum MissingFeature {
 }
 
 impl MissingFeature {
-    /// The `/versions` flag that would enable it.
+    /// The `/versions` flag that would enable it (for delayed events the unstable one;
+    /// `org.matrix.msc4140.stable` counts too, and either needs a delayed-events capability
+    /// that does not say 0).
     pub fn flag(self) -> &'static str {
         match self {
             Self::StickyEvents => wire::FLAG_STICKY_EVENTS,
@@ -257,7 +260,8 @@ mod tests {
         };
         // Synapse 1.163.2 switched off: the capability is there with `max_delay_ms: 0`.
         for off in [limits(Some(0), Some(100)), limits(None, Some(0))] {
-            let features = ServerFeatures::from_enabled_flags(flags).with_delayed_events_limits(off);
+            let features =
+                ServerFeatures::from_enabled_flags(flags).with_delayed_events_limits(off);
             assert!(!features.delayed_events, "{off:?}");
             assert_eq!(features.delayed_events_advertised(), Advertised::None);
             assert!(features.missing().contains(&MissingFeature::DelayedEvents));
@@ -272,8 +276,8 @@ mod tests {
         assert!(caps.delayed_events);
         assert_eq!(caps.max_delay_ms, Some(86_400_000));
         // No capability at all: limits unknown, the feature still counts.
-        let silent =
-            ServerFeatures::from_enabled_flags(flags).with_delayed_events_limits(Default::default());
+        let silent = ServerFeatures::from_enabled_flags(flags)
+            .with_delayed_events_limits(Default::default());
         assert!(silent.capabilities().delayed_events);
     }
 

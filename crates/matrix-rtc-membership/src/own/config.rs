@@ -182,7 +182,9 @@ impl OwnMembershipConfig {
 /// [`OwnMembership::handle_capabilities`](crate::OwnMembership::handle_capabilities).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerCapabilities {
-    /// The server implements MSC4140 delayed events (`org.matrix.msc4140` in `/versions`).
+    /// The server has MSC4140 delayed events in use: `/versions` advertises
+    /// `org.matrix.msc4140` or `org.matrix.msc4140.stable`, and the delayed-events capability
+    /// does not turn them off (a limit of 0).
     /// Without them we join without a dead-man switch and say so in the status.
     pub delayed_events: bool,
     /// The longest delay the server accepts (`max_delay_ms` of the delayed-events capability);

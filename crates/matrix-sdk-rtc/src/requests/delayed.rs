@@ -67,7 +67,11 @@ pub(crate) enum ScheduleForm {
 }
 
 impl ScheduleForm {
-    const ALL: [Self; 3] = [Self::Dedicated, Self::DedicatedUnstable, Self::QueryParameter];
+    const ALL: [Self; 3] = [
+        Self::Dedicated,
+        Self::DedicatedUnstable,
+        Self::QueryParameter,
+    ];
 
     /// The forms to try, in order, on a server advertising `advertised`. Nothing on a server
     /// without delayed events: never the query parameter there (it would send at once), and
@@ -417,7 +421,10 @@ mod tests {
             S::order(Advertised::Stable),
             [S::Dedicated, S::DedicatedUnstable, S::QueryParameter]
         );
-        assert_eq!(M::order(), [M::StablePath, M::UnstablePath, M::UnstableBody]);
+        assert_eq!(
+            M::order(),
+            [M::StablePath, M::UnstablePath, M::UnstableBody]
+        );
 
         // The learnt form goes first, the others keep their order.
         let forms = DelayedForms::default();

@@ -289,6 +289,10 @@ impl<'a> ErrorParts<'a> {
     }
 }
 
+/// A 429 on a delayed send that asks us to wait longer than this is the quota of scheduled
+/// delayed events, not a rate limit (docs/protocol.md §6.5).
+const QUOTA_MIN_WAIT: Duration = Duration::from_secs(60);
+
 fn map_api_error(error: &ApiError, context: RequestContext) -> RequestError {
     let parts = ErrorParts::new(error);
     let errcode = parts.errcode.as_deref();
@@ -305,13 +309,16 @@ fn map_api_error(error: &ApiError, context: RequestContext) -> RequestError {
                 .extra_u64(wire::FIELD_RETRY_AFTER_MS)
                 .map(Duration::from_millis),
         };
-        // Synapse names its quota of scheduled delayed events in the message; the merged MSC
-        // says only 429 with `Retry-After`, which reads as a plain rate limit.
+        // Synapse names its quota of scheduled delayed events in the message. The merged MSC
+        // says only 429 with `Retry-After` (the time until our next scheduled event fires):
+        // a wait longer than any rate limiter asks for is that quota; a shorter one is waited
+        // out either way, so reading it as a rate limit costs nothing.
         if context == RequestContext::DelayedSend
-            && parts
+            && (parts
                 .message
                 .to_ascii_lowercase()
                 .contains(wire::QUOTA_MESSAGE_WORDS)
+                || retry_after.is_some_and(|wait| wait > QUOTA_MIN_WAIT))
         {
             return RequestError::TooManyScheduled { retry_after };
         }
@@ -484,7 +491,10 @@ mod tests {
     /// One captured Synapse 1.163.2 answer (`fixtures/synapse-1.163.2/`): status, headers and
     /// body, as the HTTP layer would receive it.
     fn captured(file: &str) -> HttpError {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/synapse-1.163.2");
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fixtures/synapse-1.163.2"
+        );
         let index: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(format!("{dir}/index.json")).unwrap())
                 .unwrap();
@@ -675,7 +685,10 @@ mod tests {
         );
         // Constructed: other wordings of a switched-off feature (the merged MSC4140 leaves the
         // message free).
-        for message in ["Delayed events are disabled", "delayed events are not enabled"] {
+        for message in [
+            "Delayed events are disabled",
+            "delayed events are not enabled",
+        ] {
             let body = json!({"errcode": "M_FORBIDDEN", "error": message});
             assert_eq!(
                 map_delayed(403, body),
@@ -741,13 +754,27 @@ mod tests {
                 retry_after: Some(Duration::from_millis(3_594_662))
             }
         );
-        // The merged MSC's bare 429 cannot be told from a rate limit: it is waited out.
+        // The merged MSC's bare 429: a short wait is waited out like a rate limit, a wait of
+        // more than a minute is the quota (the time until our next scheduled event fires).
         let bare = json!({"errcode": "M_LIMIT_EXCEEDED", "error": "Too many requests"});
         let error = error_for(429, &[("retry-after", "12")], &bare.to_string());
         assert_eq!(
             map_http_error(&error, RequestContext::DelayedSend),
             RequestError::RateLimited {
                 retry_after: Some(Duration::from_secs(12))
+            }
+        );
+        let error = error_for(429, &[("retry-after", "3595")], &bare.to_string());
+        assert_eq!(
+            map_http_error(&error, RequestContext::DelayedSend),
+            RequestError::TooManyScheduled {
+                retry_after: Some(Duration::from_secs(3595))
+            }
+        );
+        assert_eq!(
+            map_http_error(&error, RequestContext::Plain),
+            RequestError::RateLimited {
+                retry_after: Some(Duration::from_secs(3595))
             }
         );
     }

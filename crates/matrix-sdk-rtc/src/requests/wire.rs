@@ -22,8 +22,7 @@ pub(crate) const SEND_STATE_PATH: &str =
 pub(crate) const DELAYED_EVENT_PATH: &str =
     "/_matrix/client/v3/rooms/{room_id}/delayed_event/{event_type}/{txn_id}";
 /// The same endpoint under the unstable prefix; not served by Synapse 1.163.2 either.
-pub(crate) const DELAYED_EVENT_PATH_UNSTABLE: &str =
-    "/_matrix/client/unstable/org.matrix.msc4140/rooms/{room_id}/delayed_event/{event_type}/{txn_id}";
+pub(crate) const DELAYED_EVENT_PATH_UNSTABLE: &str = "/_matrix/client/unstable/org.matrix.msc4140/rooms/{room_id}/delayed_event/{event_type}/{txn_id}";
 /// `POST` a delayed-event action, stable per-action path of the merged MSC4140 (body `{}`);
 /// not served by Synapse 1.163.2.
 pub(crate) const DELAYED_ACTION_PATH_STABLE: &str =

@@ -24,8 +24,7 @@ use super::{
 use crate::{
     ServerFeatures,
     requests::{
-        DelayedEventAction, HomeserverApi, ManagementForm, RequestError, ScheduleForm,
-        DelayId,
+        DelayId, DelayedEventAction, HomeserverApi, ManagementForm, RequestError, ScheduleForm,
     },
 };
 
@@ -120,11 +119,11 @@ fn shape(request: &ProxiedRequest) -> String {
         .collect();
     let mut path = segments.join("/");
     // The transaction id is the last segment of a send or a dedicated schedule.
-    if path.contains("/send/") || path.contains("/delayed_event/") {
-        if let Some(cut) = path.rfind('/') {
-            path.truncate(cut);
-            path.push_str("/{txn}");
-        }
+    if (path.contains("/send/") || path.contains("/delayed_event/"))
+        && let Some(cut) = path.rfind('/')
+    {
+        path.truncate(cut);
+        path.push_str("/{txn}");
     }
     format!("{} {path}", request.method)
 }
@@ -251,7 +250,10 @@ fn merged_msc4140(request: &mut ProxiedRequest) -> Option<CannedResponse> {
     let path = request.path().to_owned();
     if request.method == "PUT" && path.starts_with("/_matrix/client/v3/rooms/") {
         if path.contains("/delayed_event/") {
-            return Some(CannedResponse::json(200, &json!({ "delay_id": "syd_merged" })));
+            return Some(CannedResponse::json(
+                200,
+                &json!({ "delay_id": "syd_merged" }),
+            ));
         }
         return None;
     }
@@ -328,7 +330,11 @@ async fn the_merged_forms_have_the_shapes_of_the_msc() {
     assert_eq!(management.len(), 3, "the v1 path only: {management:?}");
     for (request, canned) in &management {
         assert!(*canned && request.authenticated);
-        assert!(request.path().starts_with("/_matrix/client/v1/delayed_events/"));
+        assert!(
+            request
+                .path()
+                .starts_with("/_matrix/client/v1/delayed_events/")
+        );
         assert_eq!(request.body_json(), json!({}));
     }
     assert_eq!(
@@ -349,12 +355,20 @@ async fn the_unstable_dedicated_endpoint_and_the_403_forms_of_the_msc() {
             403,
             &json!({"errcode": "M_FORBIDDEN", "error": "Forbidden", "max_delay": 30_000}),
         ),
-        matrix_error(403, "M_FORBIDDEN", "The delay exceeds the maximum of 20000ms"),
+        matrix_error(
+            403,
+            "M_FORBIDDEN",
+            "The delay exceeds the maximum of 20000ms",
+        ),
         CannedResponse::json(
             400,
             &json!({"errcode": "M_MAX_DELAY_EXCEEDED", "error": "x", "max_delay": 10_000}),
         ),
-        matrix_error(403, "M_FORBIDDEN", "Delayed events are disabled on this server"),
+        matrix_error(
+            403,
+            "M_FORBIDDEN",
+            "Delayed events are disabled on this server",
+        ),
         CannedResponse::json(200, &json!({ "delay_id": "syd_unstable" })),
     ]));
     let queue = answers.clone();
@@ -385,8 +399,12 @@ async fn the_unstable_dedicated_endpoint_and_the_403_forms_of_the_msc() {
     // Each answer proved the endpoint: the query parameter was never used.
     let seen = s.delayed_requests();
     assert_eq!(seen.len(), 5, "{seen:?}");
-    assert!(seen.iter().all(|(request, canned)| *canned
-        && request.path().starts_with("/_matrix/client/unstable/org.matrix.msc4140/rooms/")));
+    assert!(seen.iter().all(|(request, canned)| {
+        *canned
+            && request
+                .path()
+                .starts_with("/_matrix/client/unstable/org.matrix.msc4140/rooms/")
+    }));
     assert_eq!(
         s.api.delayed.learnt_schedule(),
         Some(ScheduleForm::DedicatedUnstable)
@@ -462,8 +480,5 @@ async fn the_quota_of_scheduled_events_is_not_a_rate_limit() {
     else {
         panic!("expected the quota");
     };
-    assert!(
-        wait > Duration::from_secs(30) && wait <= MINUTE,
-        "{wait:?}"
-    );
+    assert!(wait > Duration::from_secs(30) && wait <= MINUTE, "{wait:?}");
 }
