@@ -460,3 +460,94 @@ async fn without_delayed_events_a_join_says_it_has_no_dead_man_switch() {
         .expect("alice leaves with a plain leave");
     wait_for_participants(&b_call, "an empty call", |p| p.is_empty()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_delayed_events_a_crashed_member_is_gone_within_its_short_lifetime() {
+    init_tracing();
+    let config = rtc_test_homeserver::HomeserverConfig::default().with_delayed_events(false);
+    let hs = TestHomeserver::start_with(config)
+        .await
+        .expect("synapse starts");
+    let (alice, bob) = (
+        hs.register_user("alice").await.unwrap(),
+        hs.register_user("bob").await.unwrap(),
+    );
+    let room_id = shared_room(&hs, &alice, &[&bob]).await;
+    let (a, b) = tokio::join!(Peer::start(&hs, &alice), Peer::start(&hs, &bob));
+    let (a_call, b_call) = (a.room_call(&room_id).await, b.room_call(&room_id).await);
+    // The short lifetime of a membership without a dead-man switch is five minutes; it is never
+    // above the full sticky duration, which a test may shorten to keep the run short.
+    let lifetime = Duration::from_secs(15);
+    let timings = OwnMembershipConfig {
+        sticky_duration_ms: 15_000,
+        ..fast_timings()
+    };
+
+    let joined_at = Instant::now();
+    a_call
+        .join(JoinOptions::default().with_timings(timings))
+        .await
+        .expect("alice joins without a dead-man switch");
+    assert_eq!(
+        a_call.own_status(),
+        OwnStatus::Connected {
+            dead_man_switch: false
+        }
+    );
+    wait_for_participants(&b_call, "alice in the call", |p| {
+        has_user(p, &alice.user_id)
+    })
+    .await;
+
+    // Refreshed at half its lifetime, the membership outlives its first join: watch it for
+    // more than one lifetime, with refreshes and never a leave.
+    let first_event = b_call.participants()[0].event_id.clone();
+    let mut changes = b.rtc.subscribe_session_changes();
+    let alice_id = alice.user_id.clone();
+    let window = lifetime + Duration::from_secs(3);
+    let mut refreshes = 0;
+    let watched = tokio::time::timeout(window, async {
+        while let Some(update) = changes.next().await {
+            match session_change(&update) {
+                SessionChange::Left {
+                    participant,
+                    reason,
+                } => panic!("alice left ({reason:?}) while her client was alive: {participant:?}"),
+                SessionChange::Updated { new, .. } if new.event_id != first_event => refreshes += 1,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(watched.is_err(), "the change stream ended early");
+    assert!(refreshes >= 1, "no refresh seen in {window:?}");
+    assert!(joined_at.elapsed() > lifetime);
+    assert!(has_user(&b_call.participants(), &alice.user_id));
+
+    let crashed_at = Instant::now();
+    a.crash();
+    let reason =
+        next_matching(
+            &mut changes,
+            "alice's membership expiring",
+            |update| match session_change(update) {
+                SessionChange::Left {
+                    participant,
+                    reason,
+                } if participant.user_id.as_str() == alice_id => Some(reason.clone()),
+                _ => None,
+            },
+        )
+        .await;
+    let elapsed = crashed_at.elapsed();
+    assert_eq!(reason, LeftReason::Expired);
+    // The last refresh went out at most half a lifetime before the crash: the ghost lasts at
+    // most one lifetime (plus a loose margin for a slow machine), not the hour of a full join.
+    assert!(
+        elapsed <= lifetime + Duration::from_secs(5),
+        "alice left {elapsed:?} after her crash"
+    );
+    println!(
+        "without delayed events, crash to expiry seen by bob: {elapsed:?} (lifetime {lifetime:?})"
+    );
+}
