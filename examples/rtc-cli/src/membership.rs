@@ -27,8 +27,11 @@ const LEAVE_STICKY: Duration = Duration::from_secs(3_600);
 
 /// `rtc join`: join, print our status as it changes, leave on Ctrl-C.
 pub(crate) async fn join(args: JoinArgs) -> Result<()> {
-    let needed = [MissingFeature::StickyEvents, MissingFeature::DelayedEvents];
+    // Delayed events are not needed: without them the join goes ahead with no dead-man switch
+    // (a short sticky lifetime instead), and the status line says so.
+    let needed = [MissingFeature::StickyEvents];
     let mut connected = Connected::login(&args.login, &needed).await?;
+    let delayed_events = connected.rtc.features().await?.delayed_events;
     let room_id = connected.joined_room(&args.room).await?;
     connected.start().await?;
     let call = connected.rtc.call(&CallId::new(&room_id, &args.slot)?);
@@ -49,10 +52,17 @@ pub(crate) async fn join(args: JoinArgs) -> Result<()> {
             println!("status: {}", status_text(&status));
         }
     });
-    println!(
-        "joining {} in {room_id} as {} ({}), delayed leave after {} ms",
-        args.slot, connected.user_id, connected.device_id, args.delay_ms
-    );
+    if delayed_events {
+        println!(
+            "joining {} in {room_id} as {} ({}), delayed leave after {} ms",
+            args.slot, connected.user_id, connected.device_id, args.delay_ms
+        );
+    } else {
+        println!(
+            "joining {} in {room_id} as {} ({}), without a delayed leave: the server has no delayed events",
+            args.slot, connected.user_id, connected.device_id
+        );
+    }
 
     let joined = tokio::select! {
         joined = call.join(options) => Some(joined),

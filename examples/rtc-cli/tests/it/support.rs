@@ -11,10 +11,10 @@ use tokio::process::Command;
 /// The `rtc` binary under test.
 pub(crate) const RTC: &str = env!("CARGO_BIN_EXE_rtc");
 
-/// The workload generator (shared/ sits beside the clone).
+/// The workload generator (in the repository's scripts/bench).
 pub(crate) const GENERATOR: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/bench/gen_workload.py"
+    "/../../scripts/bench/gen_workload.py"
 );
 
 /// How long any step against the local Synapse may take. Generous: CI machines are shared.
