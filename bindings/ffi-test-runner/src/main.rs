@@ -6,8 +6,11 @@
 //!
 //! Starts a Synapse (`rtc-test-homeserver`), registers two users A and B, creates a room of A
 //! that B has joined, sends into it one membership event that must be rejected (A claims to be
-//! someone else: the suite checks that its diagnostic arrives), then runs `COMMAND` with the
-//! environment below, echoes its standard output, and stops Synapse when it ends.
+//! someone else: the suite checks that its diagnostic arrives). At the same time it starts a
+//! second Synapse *without* delayed events (MSC4140), registers a user C there and creates a
+//! room of C's own (the suite checks that a join there works and reports no dead-man switch).
+//! Then it runs `COMMAND` with the environment below, echoes its standard output, and stops
+//! both servers when it ends.
 //!
 //! | variable | value |
 //! | --- | --- |
@@ -16,6 +19,9 @@
 //! | `RTC_TEST_SLOT_ID` | the slot to use (the room call) |
 //! | `RTC_TEST_A_USER_ID`, `RTC_TEST_A_DEVICE_ID`, `RTC_TEST_A_ACCESS_TOKEN` | user A |
 //! | `RTC_TEST_B_USER_ID`, `RTC_TEST_B_DEVICE_ID`, `RTC_TEST_B_ACCESS_TOKEN` | user B |
+//! | `RTC_TEST_NODELAY_HOMESERVER_URL` | the second homeserver's base URL: no delayed events |
+//! | `RTC_TEST_NODELAY_ROOM_ID` | C's room on the second homeserver |
+//! | `RTC_TEST_C_USER_ID`, `RTC_TEST_C_DEVICE_ID`, `RTC_TEST_C_ACCESS_TOKEN` | user C, on the second homeserver |
 //! | `RTC_TEST_STORE_DIR` | an empty folder for the clients' stores (deleted afterwards) |
 //! | `RTC_TEST_BAD_EVENT_ID` | the event that must be reported as a diagnostic |
 //! | `RTC_TEST_LIVEKIT_SERVICE_URL` | the LiveKit JWT service the homeserver advertises (a stand-in, see below) |
@@ -32,7 +38,7 @@
 use std::{
     path::Path,
     process::{ExitCode, Stdio},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use rtc_test_homeserver::{
@@ -77,9 +83,25 @@ struct Outcome {
 }
 
 async fn run(command: &[String]) -> Result<ExitCode, String> {
-    let (hs, jwt) = TestHomeserver::start_with_jwt_service(HomeserverConfig::default())
-        .await
+    let started = Instant::now();
+    // Both servers start at once: the second one adds little to the run.
+    let (primary, nodelay) = tokio::join!(
+        TestHomeserver::start_with_jwt_service(HomeserverConfig::default()),
+        TestHomeserver::start_with(
+            HomeserverConfig::default()
+                .with_label("ffi-nodelay")
+                .with_delayed_events(false)
+        ),
+    );
+    let (hs, jwt) = primary
         .map_err(|error| format!("synapse or the jwt service stand-in does not start: {error}"))?;
+    let nodelay = nodelay
+        .map_err(|error| format!("the synapse without delayed events does not start: {error}"))?;
+    let carol = nodelay.register_user("ffi-c").await.map_err(describe)?;
+    let nodelay_room_id = nodelay
+        .create_room(&carol, CreateRoomOptions::default())
+        .await
+        .map_err(describe)?;
     let alice = hs.register_user("ffi-a").await.map_err(describe)?;
     let bob = hs.register_user("ffi-b").await.map_err(describe)?;
     let options = CreateRoomOptions {
@@ -89,6 +111,10 @@ async fn run(command: &[String]) -> Result<ExitCode, String> {
     let room_id = hs.create_room(&alice, options).await.map_err(describe)?;
     hs.join_room(&bob, &room_id).await.map_err(describe)?;
     let bad_event_id = send_bad_membership(&hs, &alice, &room_id).await?;
+    eprintln!(
+        "ffi-test-runner: homeservers, users and rooms ready in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 
     let store_dir = std::env::temp_dir().join(unique_id("ffi-test-stores"));
     std::fs::create_dir_all(&store_dir)
@@ -109,10 +135,12 @@ async fn run(command: &[String]) -> Result<ExitCode, String> {
         .env("RTC_TEST_LIVEKIT_SERVICE_URL", jwt.url())
         .env("RTC_TEST_LIVEKIT_SFU_URL", jwt.sfu_url())
         .env("RTC_TEST_LIVEKIT_API_SECRET", jwt.api_secret())
+        .env("RTC_TEST_NODELAY_HOMESERVER_URL", nodelay.base_url())
+        .env("RTC_TEST_NODELAY_ROOM_ID", &nodelay_room_id)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .kill_on_drop(true);
-    for (prefix, user) in [("A", &alice), ("B", &bob)] {
+    for (prefix, user) in [("A", &alice), ("B", &bob), ("C", &carol)] {
         child
             .env(format!("RTC_TEST_{prefix}_USER_ID"), &user.user_id)
             .env(format!("RTC_TEST_{prefix}_DEVICE_ID"), &user.device_id)
@@ -125,6 +153,7 @@ async fn run(command: &[String]) -> Result<ExitCode, String> {
     remove_dir(&store_dir);
     drop(hs);
     drop(jwt);
+    drop(nodelay);
 
     let outcome = match outcome {
         Ok(outcome) => outcome?,

@@ -1,5 +1,6 @@
 // The Kotlin bindings against a real Synapse: run through `ffi-test-runner`, which provides the
-// homeserver, two users (A and B) and a shared room in `RTC_TEST_*` variables. See
+// homeserver, two users (A and B) and a shared room, and a second homeserver without delayed
+// events with a user C and a room of C's own, in `RTC_TEST_*` variables. See
 // scripts/bindings/test-kotlin.sh.
 //
 // Each step is a test; a failed step fails every later one (they build on each other). Prints
@@ -123,7 +124,8 @@ class ParticipantRows : Values<List<Participant>>(), ParticipantsListener {
 }
 
 fun configFor(who: String) = ClientConfig(
-    homeserverUrl = env.getValue("RTC_TEST_HOMESERVER_URL"),
+    // C lives on the second homeserver, the one without delayed events.
+    homeserverUrl = env.getValue(if (who == "C") "RTC_TEST_NODELAY_HOMESERVER_URL" else "RTC_TEST_HOMESERVER_URL"),
     userId = env.getValue("RTC_TEST_${who}_USER_ID"),
     deviceId = env.getValue("RTC_TEST_${who}_DEVICE_ID"),
     accessToken = env.getValue("RTC_TEST_${who}_ACCESS_TOKEN"),
@@ -350,6 +352,40 @@ class Suite {
         a.close()
         b.close()
     }
+
+    suspend fun withoutDelayedEventsJoinHasNoDeadManSwitch() {
+        // On a homeserver without delayed events (MSC4140) a join still works, without a
+        // dead-man switch, and our status says so.
+        val c = RtcClient.build(configFor("C"))
+        val nodelayCall = roomCall(env.getValue("RTC_TEST_NODELAY_ROOM_ID"))
+        val cStatus = StatusValues()
+        val cParticipants = ParticipantRows()
+        val cHandles = listOf(
+            c.subscribeOwnStatus(nodelayCall, cStatus),
+            c.subscribeParticipants(nodelayCall, cParticipants),
+        )
+        try {
+            c.start()
+            val features = c.features()
+            check(features.stickyEvents && !features.delayedEvents) { "$features" }
+            c.join(nodelayCall, fast)
+            val now = c.ownStatus(nodelayCall)
+            check(now == OwnStatus.Connected(deadManSwitch = false)) { "status after join $now" }
+            cStatus.waitFor("C connected without a dead-man switch") {
+                it.lastOrNull() == OwnStatus.Connected(deadManSwitch = false)
+            }
+            val me = env.getValue("RTC_TEST_C_USER_ID")
+            cParticipants.waitFor("C's own entry") { it.lastOrNull()?.any { p -> p.userId == me } == true }
+            check(cStatus.all.value.none { it is OwnStatus.Connected && it.deadManSwitch }) { "${cStatus.all.value}" }
+            c.leave(nodelayCall)
+            cStatus.waitFor("C disconnected") { it.lastOrNull() == OwnStatus.Disconnected }
+            cParticipants.waitFor("an empty list") { it.lastOrNull()?.isEmpty() == true }
+        } finally {
+            cHandles.forEach { it.cancel(); it.close() }
+            c.stop()
+            c.close()
+        }
+    }
 }
 
 fun main(): Unit = runBlocking {
@@ -365,6 +401,7 @@ fun main(): Unit = runBlocking {
         "second_participant_leaves" to suite::secondParticipantLeaves,
         "leave" to suite::leave,
         "close_handles" to suite::closeHandles,
+        "without_delayed_events_join_has_no_dead_man_switch" to suite::withoutDelayedEventsJoinHasNoDeadManSwitch,
     )
     var passed = 0
     var failed = 0

@@ -1,5 +1,6 @@
 """The Python bindings against a real Synapse: run through `ffi-test-runner`, which provides the
-homeserver, two users (A and B) and a shared room in `RTC_TEST_*` variables.
+homeserver, two users (A and B) and a shared room, and a second homeserver without delayed events
+with a user C and a room of C's own, in `RTC_TEST_*` variables.
 
 Usage: ffi-test-runner python3 test_bindings.py GENERATED_PYTHON_DIR
 
@@ -167,8 +168,10 @@ class SessionChanges(Latest, rtc.SessionChangesListener):
 
 
 def config_for(who):
+    # C lives on the second homeserver, the one without delayed events.
+    homeserver = "RTC_TEST_NODELAY_HOMESERVER_URL" if who == "C" else "RTC_TEST_HOMESERVER_URL"
     return rtc.ClientConfig(
-        homeserver_url=ENV["RTC_TEST_HOMESERVER_URL"],
+        homeserver_url=ENV[homeserver],
         user_id=ENV[f"RTC_TEST_{who}_USER_ID"],
         device_id=ENV[f"RTC_TEST_{who}_DEVICE_ID"],
         access_token=ENV[f"RTC_TEST_{who}_ACCESS_TOKEN"],
@@ -408,6 +411,48 @@ class Suite:
         await self.expect_error(rtc.RtcFfiError.NotRunning, lambda: self.a.join(self.call, FAST))
         del self.a, self.b
         gc.collect()
+
+    async def test_without_delayed_events_join_has_no_dead_man_switch(self):
+        # On a homeserver without delayed events (MSC4140) a join still works, without a
+        # dead-man switch, and our status says so.
+        loop = asyncio.get_running_loop()
+        c = await rtc.RtcClient.build(config_for("C"))
+        call = rtc.room_call(ENV["RTC_TEST_NODELAY_ROOM_ID"])
+        status = Status(loop)
+        participants = Participants(loop)
+        handles = [c.subscribe_own_status(call, status), c.subscribe_participants(call, participants)]
+        try:
+            await c.start()
+            features = await c.features()
+            assert features.sticky_events and not features.delayed_events, features
+            await c.join(call, FAST)
+            now = c.own_status(call)
+            assert isinstance(now, rtc.OwnStatus.CONNECTED) and now.dead_man_switch is False, now
+            await status.recorder.wait_for(
+                "C connected without a dead-man switch",
+                lambda: status.latest == rtc.OwnStatus.CONNECTED(dead_man_switch=False))
+            me = ENV["RTC_TEST_C_USER_ID"]
+            await participants.recorder.wait_for(
+                "C's own entry", lambda: me in participants.users())
+            armed = [v for v in status.values
+                     if isinstance(v, rtc.OwnStatus.CONNECTED) and v.dead_man_switch]
+            assert armed == [], status.values
+            await c.leave(call)
+            await status.recorder.wait_for(
+                "C disconnected", lambda: isinstance(status.latest, rtc.OwnStatus.DISCONNECTED))
+            await participants.recorder.wait_for("an empty list", lambda: participants.rows == [])
+        finally:
+            # As in test_close_handles: no listener may be called once the interpreter exits.
+            for handle in handles:
+                handle.cancel()
+            for handle in handles:
+                deadline = loop.time() + TIMEOUT
+                while not handle.is_finished():
+                    assert loop.time() < deadline, "a cancelled task did not finish"
+                    await asyncio.sleep(0.01)
+            c.stop()
+            del c, handles
+            gc.collect()
 
 
 async def main():

@@ -1,5 +1,6 @@
 // The Swift bindings against a real Synapse: run through `ffi-test-runner`, which provides the
-// homeserver, two users (A and B) and a shared room in `RTC_TEST_*` variables. See
+// homeserver, two users (A and B) and a shared room, and a second homeserver without delayed
+// events with a user C and a room of C's own, in `RTC_TEST_*` variables. See
 // scripts/bindings/test-swift.sh.
 //
 // The steps build on each other and run in the order of their names (test1…, test2…); a failed
@@ -136,8 +137,9 @@ final class ParticipantRows: Values<[Participant]>, ParticipantsListener, @unche
 }
 
 func configFor(_ who: String) -> ClientConfig {
+    // C lives on the second homeserver, the one without delayed events.
     ClientConfig(
-        homeserverUrl: env["RTC_TEST_HOMESERVER_URL"]!,
+        homeserverUrl: env[who == "C" ? "RTC_TEST_NODELAY_HOMESERVER_URL" : "RTC_TEST_HOMESERVER_URL"]!,
         userId: env["RTC_TEST_\(who)_USER_ID"]!,
         deviceId: env["RTC_TEST_\(who)_DEVICE_ID"]!,
         accessToken: env["RTC_TEST_\(who)_ACCESS_TOKEN"]!,
@@ -472,6 +474,40 @@ final class BindingsTests: XCTestCase {
             }
             Shared.a = nil
             Shared.b = nil
+        }
+    }
+
+    func test9WithoutDelayedEventsJoinHasNoDeadManSwitch() async throws {
+        try await step(10) {
+            // On a homeserver without delayed events (MSC4140) a join still works, without a
+            // dead-man switch, and our status says so.
+            let c = try await RtcClient.build(config: configFor("C"))
+            let nodelayCall = roomCall(roomId: env["RTC_TEST_NODELAY_ROOM_ID"]!)
+            let status = StatusValues()
+            let participants = ParticipantRows()
+            let handles = [
+                try c.subscribeOwnStatus(call: nodelayCall, listener: status),
+                try c.subscribeParticipants(call: nodelayCall, listener: participants),
+            ]
+            defer {
+                for handle in handles { handle.cancel() }
+                c.stop()
+            }
+            try await c.start()
+            let features = try await c.features()
+            XCTAssertTrue(features.stickyEvents, "\(features)")
+            XCTAssertFalse(features.delayedEvents, "\(features)")
+            try await c.join(call: nodelayCall, config: fast)
+            XCTAssertEqual(try c.ownStatus(call: nodelayCall), .connected(deadManSwitch: false))
+            try await status.waitFor("C connected without a dead-man switch") {
+                $0.last == .connected(deadManSwitch: false)
+            }
+            let me = env["RTC_TEST_C_USER_ID"]!
+            try await participants.waitFor("C's own entry") { $0.last?.contains { $0.userId == me } == true }
+            XCTAssertFalse(status.all.contains(.connected(deadManSwitch: true)), "\(status.all)")
+            try await c.leave(call: nodelayCall)
+            try await status.waitFor("C disconnected") { $0.last == .disconnected }
+            try await participants.waitFor("an empty list") { $0.last?.isEmpty == true }
         }
     }
 }
