@@ -6,7 +6,7 @@
 //!   lines) end to end: parse each line, feed the sticky map, feed the model; next to the
 //!   baseline of merely parsing the same lines into `serde_json::Value`. Compare the two
 //!   (same run, same machine), never absolute times. Generate the workload with
-//!   `python3 shared/bench/gen_workload.py --preset large --out target/bench/sticky-large.jsonl`;
+//!   `python3 scripts/bench/gen_workload.py --preset large --out target/bench/sticky-large.jsonl`;
 //!   the directory can be overridden with `STICKY_BENCH_DIR`. Without it, these are skipped.
 use std::{
     hint::black_box,

@@ -3,7 +3,7 @@
 //!
 //! Workloads are read from `$STICKY_BENCH_DIR/sticky-{small,large,huge}.jsonl`, by default
 //! `<workspace>/target/bench`; a missing file skips its preset. Generate them with
-//! `python3 shared/bench/gen_workload.py --preset P --out target/bench/sticky-P.jsonl`.
+//! `python3 scripts/bench/gen_workload.py --preset P --out target/bench/sticky-P.jsonl`.
 //!
 //! Besides criterion's report, the run prints a summary per preset: events per second of both,
 //! their ratio, and the heap bytes per live entry, measured with a counting global allocator.

@@ -301,7 +301,10 @@ fn format_a_join_and_leaves() {
             json!("x".repeat(MAX_LEAVE_CODE_LEN)),
             LeftReason::OtherLeaveCode("x".repeat(MAX_LEAVE_CODE_LEN)),
         ),
-        (json!("x".repeat(MAX_LEAVE_CODE_LEN + 1)), LeftReason::LeaveEvent),
+        (
+            json!("x".repeat(MAX_LEAVE_CODE_LEN + 1)),
+            LeftReason::LeaveEvent,
+        ),
         (json!(""), LeftReason::LeaveEvent),
         (json!(7), LeftReason::LeaveEvent),
         (json!(null), LeftReason::LeaveEvent),
