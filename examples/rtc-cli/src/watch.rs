@@ -3,6 +3,7 @@
 //! [`Watcher`] is also the in-process watcher of `rtc demo`.
 mod format;
 mod shown;
+mod terminal;
 
 use std::{
     collections::{HashSet, VecDeque},
@@ -167,7 +168,9 @@ impl Watcher {
 
     /// [`show_log_line`](Self::show_log_line) without redrawing the terminal.
     fn add_log_line(&mut self, line: String) {
-        let line = format!("{} {line}", format::clock());
+        // Change lines carry what room members sent: made safe for the terminal here, where
+        // every log line passes (the plain JSON output escapes them by itself).
+        let line = format!("{} {}", format::clock(), terminal::safe(&line));
         match self.mode {
             Mode::Plain => eprintln!("{line}"),
             Mode::Table { tty: false } => println!("{line}"),
@@ -376,7 +379,7 @@ impl Watcher {
                 let line = format!(
                     "{} {}",
                     format::clock(),
-                    format::diagnostic_line(diagnostic)
+                    terminal::safe(&format::diagnostic_line(diagnostic))
                 );
                 self.rejected_total += 1;
                 if tty {

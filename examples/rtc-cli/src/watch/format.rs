@@ -8,6 +8,8 @@ use matrix_rtc_membership::MembershipFormat;
 use matrix_sdk_rtc::{CallId, Cap, Diagnostic, LeftReason, Participant, SessionChange, Transport};
 use serde_json::{Map, Value, json};
 
+use super::terminal::safe;
+
 /// Widest member ID and transport shown in the table.
 const MEMBER_WIDTH: usize = 14;
 const TRANSPORT_WIDTH: usize = 34;
@@ -263,20 +265,20 @@ fn cap_name(cap: Cap) -> &'static str {
 pub(super) fn call_table(call: &CallId, participants: &[Arc<Participant>]) -> String {
     let mut out = format!(
         "CALL {}  {}  ({} participant{})\n",
-        call.room_id(),
-        call.slot_id(),
+        safe(call.room_id().as_str()),
+        safe(call.slot_id()),
         participants.len(),
         if participants.len() == 1 { "" } else { "s" }
     );
     let user_width = participants
         .iter()
-        .map(|p| p.user_id.as_str().len())
+        .map(|p| safe(p.user_id.as_str()).chars().count())
         .max()
         .unwrap_or(4)
         .clamp(4, 40);
     let device_width = participants
         .iter()
-        .map(|p| p.device_id.as_str().len())
+        .map(|p| safe(p.device_id.as_str()).chars().count())
         .max()
         .unwrap_or(6)
         .clamp(6, 20);
@@ -347,10 +349,12 @@ fn left_reason_text(reason: &LeftReason) -> String {
     }
 }
 
-/// `text`, cut to `width` characters with an ellipsis.
+/// `text` made safe for a terminal (it is a room member's), cut to `width` characters with an
+/// ellipsis.
 fn short(text: &str, width: usize) -> String {
+    let text = safe(text);
     if text.chars().count() <= width {
-        return text.to_owned();
+        return text.into_owned();
     }
     let mut out: String = text.chars().take(width.saturating_sub(1)).collect();
     out.push('…');

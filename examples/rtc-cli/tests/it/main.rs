@@ -9,4 +9,5 @@ mod ingest;
 mod no_delayed_events;
 mod processes;
 mod support;
+mod terminal;
 mod watch;
