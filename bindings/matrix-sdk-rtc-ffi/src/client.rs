@@ -92,7 +92,9 @@ impl RtcClient {
                 refresh_token: None,
             },
         };
-        let mut builder = rtc::RtcClient::builder(config.homeserver_url);
+        let mut rtc_config = rtc::RtcConfig::default();
+        rtc_config.persist_calls_unencrypted = config.persist_calls_unencrypted;
+        let mut builder = rtc::RtcClient::builder(config.homeserver_url).config(rtc_config);
         if let Some(path) = config.store_path {
             builder = builder.sqlite_store(path, config.store_passphrase.as_deref());
         }

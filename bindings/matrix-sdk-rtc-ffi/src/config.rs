@@ -22,9 +22,15 @@ pub struct ClientConfig {
     /// memory: everything is fetched again at each start.
     #[uniffi(default)]
     pub store_path: Option<String>,
-    /// The passphrase encrypting the stores, if any.
+    /// The passphrase encrypting the stores, if any. It also encrypts our persisted calls
+    /// (their delay ids are bearer secrets); without it they are not persisted at all unless
+    /// [`persist_calls_unencrypted`](Self::persist_calls_unencrypted) is set.
     #[uniffi(default)]
     pub store_passphrase: Option<String>,
+    /// Persist our calls in clear when there is no passphrase (see
+    /// `RtcConfig::persist_calls_unencrypted`). Default: `false`.
+    #[uniffi(default)]
+    pub persist_calls_unencrypted: bool,
 }
 
 /// How to join a call. Every field is optional: `None` keeps the library's default.

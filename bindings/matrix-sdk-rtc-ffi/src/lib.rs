@@ -16,7 +16,8 @@
 //!     device_id: "ALICEDEVICE".into(),
 //!     access_token: "secret".into(),
 //!     store_path: Some("/data/rtc-store".into()),
-//!     store_passphrase: None,
+//!     store_passphrase: Some("a long passphrase".into()),
+//!     persist_calls_unencrypted: false,
 //! })
 //! .await?;
 //! client.clone().start().await?;

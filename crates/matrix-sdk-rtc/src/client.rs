@@ -233,8 +233,12 @@ impl RtcClient {
         for missing in features.missing() {
             warn!(%missing, "the homeserver lacks a feature; falling back to what it offers");
         }
-        let call_store =
-            CallStore::open(client.clone(), self.inner.store_passphrase.as_deref()).await;
+        let call_store = CallStore::open(
+            client.clone(),
+            self.inner.store_passphrase.as_deref(),
+            self.inner.config.persist_calls_unencrypted,
+        )
+        .await;
         let previous = call_store.load().await;
 
         let mut running = self

@@ -32,6 +32,14 @@ pub struct RtcConfig {
     /// for them). Checks also run after every `m.room.member` event and whenever the crypto
     /// store discovers devices, so this is only the fallback. Default: 10 s.
     pub device_check_interval: Duration,
+    /// Whether our own calls (member ids and the delay ids of our pending delayed leaves) may
+    /// be persisted in the client's state store **unencrypted** when no store passphrase was
+    /// given. A delay id is a bearer secret: whoever reads it can cancel our dead-man switch
+    /// or send our leave. With a passphrase (see `RtcClientBuilder::sqlite_store`) the record
+    /// is always encrypted with it; without one, and with this `false`, nothing is persisted,
+    /// so after a crash our old membership stays until its delayed leave fires (seconds) and
+    /// the call cannot be offered for resuming. Default: `false`.
+    pub persist_calls_unencrypted: bool,
 }
 
 impl Default for RtcConfig {
@@ -44,6 +52,7 @@ impl Default for RtcConfig {
             input_queue_capacity: 1024,
             own_membership: OwnMembershipConfig::default(),
             device_check_interval: Duration::from_secs(10),
+            persist_calls_unencrypted: false,
         }
     }
 }

@@ -21,6 +21,7 @@ mod delayed;
 mod discovery;
 mod endpoint;
 mod error;
+mod quiet;
 mod send;
 mod sync;
 pub(crate) mod wire;
@@ -347,7 +348,7 @@ impl HomeserverApi {
         ];
         if form == ManagementForm::StablePath {
             let call = Call::<DelayedActionStableEndpoint>::new(per_action, String::new(), None);
-            self.call(call, RequestContext::Plain, self.request_timeout)
+            self.call_quiet(call, RequestContext::Plain, self.request_timeout)
                 .await?;
         } else if form == ManagementForm::UnstableBody {
             let body = to_raw_json(&wire::DelayedActionBody {
@@ -358,11 +359,11 @@ impl HomeserverApi {
                 String::new(),
                 Some(body),
             );
-            self.call(call, RequestContext::Plain, self.request_timeout)
+            self.call_quiet(call, RequestContext::Plain, self.request_timeout)
                 .await?;
         } else {
             let call = Call::<DelayedActionEndpoint>::new(per_action, String::new(), None);
-            self.call(call, RequestContext::Plain, self.request_timeout)
+            self.call_quiet(call, RequestContext::Plain, self.request_timeout)
                 .await?;
         }
         Ok(())

@@ -178,24 +178,7 @@ pub(crate) enum RequestContext {
 pub(crate) fn map_http_error(error: &HttpError, context: RequestContext) -> RequestError {
     #[allow(unreachable_patterns)] // `HttpError` has a platform-specific variant
     match error {
-        HttpError::Reqwest(error) => {
-            // Never keep reqwest's message: it contains the URL, and our paths can carry
-            // a delay id, which is a bearer secret.
-            let timed_out = error.is_timeout();
-            let message = if timed_out {
-                "request timed out"
-            } else if error.is_connect() {
-                "connection failed"
-            } else if error.is_body() || error.is_decode() {
-                "reading the response failed"
-            } else {
-                "request failed"
-            };
-            RequestError::Network {
-                timed_out,
-                message: message.to_owned(),
-            }
-        }
+        HttpError::Reqwest(error) => map_reqwest_error(error),
         HttpError::Cached(inner) => map_http_error(inner, context),
         HttpError::Api(api) => match api.as_ref() {
             FromHttpResponseError::Deserialization(error) => {
@@ -218,6 +201,25 @@ pub(crate) fn map_http_error(error: &HttpError, context: RequestContext) -> Requ
             RequestError::Other(shorten(&format!("access token refresh failed: {error}")))
         }
         other => RequestError::Other(shorten(&other.to_string())),
+    }
+}
+
+/// A transport failure. Never keeps reqwest's message: it contains the URL, and our paths can
+/// carry a delay id, which is a bearer secret.
+pub(crate) fn map_reqwest_error(error: &matrix_sdk::reqwest::Error) -> RequestError {
+    let timed_out = error.is_timeout();
+    let message = if timed_out {
+        "request timed out"
+    } else if error.is_connect() {
+        "connection failed"
+    } else if error.is_body() || error.is_decode() {
+        "reading the response failed"
+    } else {
+        "request failed"
+    };
+    RequestError::Network {
+        timed_out,
+        message: message.to_owned(),
     }
 }
 
@@ -293,7 +295,7 @@ impl<'a> ErrorParts<'a> {
 /// delayed events, not a rate limit (docs/protocol.md §6.5).
 const QUOTA_MIN_WAIT: Duration = Duration::from_secs(60);
 
-fn map_api_error(error: &ApiError, context: RequestContext) -> RequestError {
+pub(crate) fn map_api_error(error: &ApiError, context: RequestContext) -> RequestError {
     let parts = ErrorParts::new(error);
     let errcode = parts.errcode.as_deref();
     // `M_UNKNOWN` bodies may carry the real code under the MSC4140 prefix.

@@ -9,3 +9,4 @@ mod hostile;
 mod livekit;
 mod offline;
 mod restart;
+mod secrets;
