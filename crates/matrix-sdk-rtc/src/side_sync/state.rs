@@ -10,6 +10,12 @@ use crate::requests::{RequestError, SyncPage, SyncRequest};
 /// Longest wait we accept from a rate-limit answer.
 const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(300);
 
+/// "Not served" answers (`M_UNRECOGNIZED`, a bare 404 or 405) in a row after which a
+/// connection that never got an answer gives up: the server advertises sliding sync but does
+/// not serve it. A connection that worked once never gives up on them: a restarting server or
+/// a proxy in front of it answers that way for a moment.
+const UNRECOGNIZED_BEFORE_GIVING_UP: u32 = 5;
+
 /// What to do after a failed request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum AfterError {
@@ -32,6 +38,10 @@ pub(crate) struct Cursor {
     polling: bool,
     /// Failed attempts since the last success.
     failures: u32,
+    /// "Not served" answers since the last success.
+    unrecognized: u32,
+    /// The server answered this connection at least once.
+    ever_answered: bool,
     limit: u64,
     backoff_min: Duration,
     backoff_max: Duration,
@@ -45,6 +55,8 @@ impl Cursor {
             restart_pending: false,
             polling: false,
             failures: 0,
+            unrecognized: 0,
+            ever_answered: false,
             limit,
             backoff_min,
             backoff_max,
@@ -65,6 +77,8 @@ impl Cursor {
     /// Takes in a page: new `pos`, new `since` when given, and the batch flags.
     pub(crate) fn handle_page(&mut self, page: &SyncPage) -> PageFlags {
         self.failures = 0;
+        self.unrecognized = 0;
+        self.ever_answered = true;
         self.pos = Some(page.pos.clone());
         let advanced = match page.next_batch() {
             Some(next_batch) if self.since.as_deref() != Some(next_batch) => {
@@ -89,7 +103,14 @@ impl Cursor {
     /// Takes in a failure and says what to do next.
     pub(crate) fn handle_error(&mut self, error: &RequestError) -> AfterError {
         match error {
-            RequestError::Unrecognized => AfterError::Fail,
+            RequestError::Unrecognized => {
+                self.unrecognized = self.unrecognized.saturating_add(1);
+                if !self.ever_answered && self.unrecognized >= UNRECOGNIZED_BEFORE_GIVING_UP {
+                    return AfterError::Fail;
+                }
+                self.failures = self.failures.saturating_add(1);
+                AfterError::BackOff(self.backoff())
+            }
             RequestError::UnknownPos if !self.is_fresh() => {
                 self.pos = None;
                 self.since = None;
@@ -285,11 +306,31 @@ mod tests {
     }
 
     #[test]
-    fn unrecognized_fails() {
+    fn unrecognized_backs_off_and_fails_only_a_connection_that_never_worked() {
+        // Never answered: backs off four times, gives up at the fifth.
         let mut cursor = Cursor::new(100, MIN, MAX);
+        for attempt in 1..super::UNRECOGNIZED_BEFORE_GIVING_UP {
+            assert!(
+                matches!(
+                    cursor.handle_error(&RequestError::Unrecognized),
+                    AfterError::BackOff(_)
+                ),
+                "attempt {attempt}"
+            );
+        }
         assert_eq!(
             cursor.handle_error(&RequestError::Unrecognized),
             AfterError::Fail
         );
+
+        // Answered once: a bare 404 (a restarting server) is waited out, however long.
+        let mut cursor = Cursor::new(100, MIN, MAX);
+        cursor.handle_page(&page("1", Some("s1"), 0));
+        for _ in 0..50 {
+            assert!(matches!(
+                cursor.handle_error(&RequestError::Unrecognized),
+                AfterError::BackOff(wait) if wait <= MAX
+            ));
+        }
     }
 }

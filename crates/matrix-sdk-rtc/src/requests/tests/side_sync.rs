@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::{
     RunningSideSync, client_for, event_ids, find_event, prompt,
-    proxy::{FaultProxy, matrix_error},
+    proxy::{CannedResponse, FaultProxy, matrix_error},
     raw, room_id,
 };
 use crate::{
@@ -334,6 +334,79 @@ async fn failed_requests_are_reported_and_retried_after_a_growing_backoff() {
         .count();
     assert_eq!(canned, 2, "{log:?}");
 
+    let (result, status) = side.stop().await;
+    assert_eq!(result, Ok(()));
+    assert_eq!(status, SideSyncStatus::Stopped);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_connection_waits_out_bare_404s() {
+    let server = TestHomeserver::start().await.expect("start");
+    let alice = server.register_user("alice").await.expect("register");
+    let proxy = FaultProxy::start(server.base_url());
+    let client = client_for(proxy.url(), &alice).await;
+    let api = HomeserverApi::new(client.clone());
+    let room = room_id(
+        &server
+            .create_room(&alice, CreateRoomOptions::default())
+            .await
+            .expect("room"),
+    );
+    let a1 = send_keyed(&api, &room, "k1").await;
+    let side_sync = SideSync::new(client, unique_id("conn"))
+        .with_backoff(Duration::from_millis(20), Duration::from_millis(200));
+    let mut status = side_sync.subscribe_status();
+    let mut side = RunningSideSync::spawn(side_sync);
+    side.pages_until(&[&a1]).await;
+
+    // What a proxy in front of a restarting server answers: a bare 404, more times in a row
+    // than a connection that never worked would accept.
+    let downs_before = side.downs;
+    let mut outage = 7;
+    proxy.set_hook(move |request| {
+        (outage > 0 && request.path().ends_with("/sync")).then(|| {
+            outage -= 1;
+            CannedResponse {
+                status: 404,
+                body: "404 page not found".to_owned(),
+            }
+        })
+    });
+    // Every status from now until the connection runs again after the outage.
+    let statuses = tokio::spawn(async move {
+        let mut unrecognized = 0;
+        while let Some(value) = futures_util::StreamExt::next(&mut status).await {
+            match value {
+                SideSyncStatus::BackingOff {
+                    error: RequestError::Unrecognized,
+                    ..
+                } => unrecognized += 1,
+                SideSyncStatus::Failed { error } => return Err(error),
+                SideSyncStatus::Running if unrecognized > 0 => return Ok(unrecognized),
+                _ => {}
+            }
+        }
+        Ok(unrecognized)
+    });
+    // Wakes the long poll that may already be on its way to Synapse; the requests after it
+    // meet the outage, and the next event arrives once it is over.
+    let wake = send_keyed(&api, &room, "k2").await;
+    let a3 = send_keyed(&api, &room, "k3").await;
+    side.pages_until(&[&wake, &a3]).await;
+    assert_eq!(side.downs - downs_before, 7, "each 404 is reported to the pump");
+
+    // The status said it was backing off, never that it gave up, and it runs again.
+    let unrecognized = prompt("the statuses", statuses)
+        .await
+        .expect("status task")
+        .expect("the connection never gives up");
+    assert!(unrecognized >= 1);
+    let canned = proxy
+        .log()
+        .iter()
+        .filter(|(request, canned)| *canned && request.path().ends_with("/sync"))
+        .count();
+    assert_eq!(canned, 7);
     let (result, status) = side.stop().await;
     assert_eq!(result, Ok(()));
     assert_eq!(status, SideSyncStatus::Stopped);
