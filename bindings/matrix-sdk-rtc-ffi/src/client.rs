@@ -8,21 +8,19 @@ use std::{
 
 use futures_util::StreamExt;
 use matrix_sdk::{
-    Client, LoopCtrl, SessionMeta, SessionTokens,
+    SessionMeta, SessionTokens,
     authentication::matrix::MatrixSession,
     config::SyncSettings,
-    ruma::{OwnedDeviceId, OwnedUserId, api::error::ErrorKind},
+    ruma::{OwnedDeviceId, OwnedUserId},
     store::RoomLoadSettings,
 };
 use matrix_sdk_rtc as rtc;
-use tokio::task::JoinHandle;
-use tracing::{debug, warn};
 
 use crate::{
     CallActiveListener, CallEvent, CallEventsListener, CallId, ClientConfig, DiagnosticEvent,
     DiagnosticsListener, JoinConfig, OwnStatus, OwnStatusListener, Participant, ParticipantsDiff,
     ParticipantsListener, Result, RtcFfiError, ServerFeatures, SessionChangesListener,
-    SessionUpdate, TaskHandle,
+    SessionUpdate, SyncStatus, TaskHandle,
     runtime::{self, RuntimeDropped},
 };
 
@@ -46,7 +44,7 @@ pub struct RtcClient {
     /// Serialises [`start`](Self::start) calls.
     starting: tokio::sync::Mutex<()>,
     /// The sync loop, while it runs.
-    sync: Mutex<Option<JoinHandle<()>>>,
+    sync: Mutex<Option<rtc::SyncLoopHandle>>,
 }
 
 impl fmt::Debug for RtcClient {
@@ -62,7 +60,7 @@ impl fmt::Debug for RtcClient {
 impl Drop for RtcClient {
     fn drop(&mut self) {
         if let Some(sync) = self.sync_task().take() {
-            sync.abort();
+            sync.stop();
         }
         self.rtc.shutdown();
     }
@@ -140,9 +138,13 @@ impl RtcClient {
                 let first = client
                     .sync_once(SyncSettings::default().timeout(Duration::ZERO))
                     .await?;
-                let sync = tokio::spawn(sync_loop(client, first.next_batch));
+                // Supervised: every failure is retried with backoff, never throttled when
+                // healthy; its state is `sync_status`.
+                let sync = rtc::SyncLoop::new(client)
+                    .with_poll_timeout(SYNC_TIMEOUT)
+                    .spawn(Some(first.next_batch));
                 if let Some(old) = self.sync_task().replace(sync) {
-                    old.abort();
+                    old.stop();
                 }
             }
             self.rtc.start().await?;
@@ -157,9 +159,17 @@ impl RtcClient {
     /// more updates until the next [`start`](Self::start).
     pub fn stop(&self) {
         if let Some(sync) = self.sync_task().take() {
-            sync.abort();
+            sync.stop();
         }
         self.rtc.shutdown();
+    }
+
+    /// What the main sync loop is doing (`NotStarted` before [`start`](Self::start) and after
+    /// [`stop`](Self::stop)).
+    pub fn sync_status(&self) -> SyncStatus {
+        self.sync_task()
+            .as_ref()
+            .map_or(SyncStatus::NotStarted, |sync| sync.status().into())
     }
 
     /// What the homeserver offers (fetched once).
@@ -354,7 +364,7 @@ impl RtcClient {
         Ok(self.rtc.call(&rtc::CallId::try_from(call)?))
     }
 
-    fn sync_task(&self) -> MutexGuard<'_, Option<JoinHandle<()>>> {
+    fn sync_task(&self) -> MutexGuard<'_, Option<rtc::SyncLoopHandle>> {
         // Nothing panics while holding this lock; a poisoned one still holds a valid handle.
         self.sync
             .lock()
@@ -365,33 +375,4 @@ impl RtcClient {
 /// Spawns a listener loop on the library's runtime.
 fn spawn_listener(task: impl Future<Output = ()> + Send + 'static) -> Arc<TaskHandle> {
     Arc::new(TaskHandle::new(runtime::get().spawn(task)))
-}
-
-/// The main sync loop, from the token of the first sync. A failed sync is logged and tried
-/// again (matrix-sdk waits between attempts); an unknown token ends the loop.
-async fn sync_loop(client: Client, token: String) {
-    let settings = SyncSettings::default().token(token).timeout(SYNC_TIMEOUT);
-    let ended = client
-        .sync_with_result_callback(settings, |result| async move {
-            match result {
-                Ok(_) => Ok(LoopCtrl::Continue),
-                Err(error)
-                    if matches!(
-                        error.client_api_error_kind(),
-                        Some(ErrorKind::UnknownToken(_))
-                    ) =>
-                {
-                    Err(error)
-                }
-                Err(error) => {
-                    warn!(%error, "sync failed; trying again");
-                    Ok(LoopCtrl::Continue)
-                }
-            }
-        })
-        .await;
-    match ended {
-        Ok(()) => debug!("the sync loop ended"),
-        Err(error) => warn!(%error, "the sync loop stopped"),
-    }
 }

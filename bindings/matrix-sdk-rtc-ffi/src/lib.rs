@@ -59,6 +59,6 @@ pub use self::{
     livekit::LiveKitCredentials,
     logging::init_logging,
     participant::{CallIntent, Participant, ParticipantsDiff},
-    status::OwnStatus,
+    status::{OwnStatus, SyncStatus},
     task_handle::TaskHandle,
 };

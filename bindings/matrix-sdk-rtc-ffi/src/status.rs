@@ -55,6 +55,54 @@ impl From<rtc::OwnStatus> for OwnStatus {
     }
 }
 
+/// What the client's main sync loop is doing.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum SyncStatus {
+    /// Not started (before `start`, after `stop`).
+    NotStarted,
+    /// Started, no answer yet.
+    Starting,
+    /// The last sync was answered.
+    Running,
+    /// The last sync failed; the loop tries again after `retry_in_ms`.
+    Retrying {
+        /// What went wrong (no URL, no token).
+        error: String,
+        /// Failed attempts in a row.
+        attempts: u32,
+        /// How long until the next attempt, in ms.
+        retry_in_ms: u64,
+    },
+    /// The loop ended.
+    Stopped {
+        /// `true`: the server ended our session (log in again); `false`: stopped by us.
+        session_ended: bool,
+    },
+}
+
+impl From<rtc::SyncLoopStatus> for SyncStatus {
+    fn from(status: rtc::SyncLoopStatus) -> Self {
+        match status {
+            rtc::SyncLoopStatus::Starting => Self::Starting,
+            rtc::SyncLoopStatus::Running => Self::Running,
+            rtc::SyncLoopStatus::Retrying {
+                error,
+                attempts,
+                retry_in,
+            } => Self::Retrying {
+                error,
+                attempts,
+                retry_in_ms: u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX),
+            },
+            rtc::SyncLoopStatus::Stopped { reason } => Self::Stopped {
+                session_ended: reason == rtc::SyncLoopStop::SessionEnded,
+            },
+            // A state this version does not know: the loop still runs.
+            _ => Self::Running,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use matrix_rtc_membership::OwnError;

@@ -99,6 +99,7 @@ mod observe;
 mod offline;
 mod persist;
 mod pump;
+mod sync_loop;
 
 pub use matrix_rtc_machine::{
     CallId, Cap, ContentUpdate, Diagnostic, InvalidSlotId, JoinFailure, ParkedLimits, UpdateFailure,
@@ -117,4 +118,5 @@ pub use self::{
     events::{CallEvent, DiagnosticEvent, SessionUpdate},
     livekit::{LiveKitCredentials, LiveKitError, TokenEndpoint},
     offline::{IngestStats, OfflineIngest},
+    sync_loop::{SyncLoop, SyncLoopHandle, SyncLoopStatus, SyncLoopStop},
 };

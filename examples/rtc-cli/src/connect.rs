@@ -9,8 +9,9 @@ use matrix_sdk::{
     ruma::{OwnedDeviceId, OwnedRoomId, OwnedRoomOrAliasId, OwnedUserId, RoomAliasId},
     store::RoomLoadSettings,
 };
-use matrix_sdk_rtc::{MissingFeature, RtcClient, RtcConfig, ServerFeatures};
-use tokio::task::JoinHandle;
+use matrix_sdk_rtc::{
+    MissingFeature, RtcClient, RtcConfig, ServerFeatures, SyncLoop, SyncLoopHandle, SyncLoopStatus,
+};
 
 use crate::cli::LoginArgs;
 
@@ -28,7 +29,7 @@ pub(crate) struct Connected {
     pub(crate) device_id: OwnedDeviceId,
     pub(crate) homeserver: String,
     next_batch: String,
-    sync: Option<JoinHandle<()>>,
+    sync: Option<SyncLoopHandle>,
 }
 
 impl Connected {
@@ -101,17 +102,31 @@ impl Connected {
         })
     }
 
-    /// Starts the main sync loop and the RTC driver.
+    /// Starts the main sync loop (supervised: it retries every failure with backoff and
+    /// prints on stderr when it fails and when it recovers) and the RTC driver.
     pub(crate) async fn start(&mut self) -> Result<()> {
-        let client = self.rtc.client().clone();
-        let settings = SyncSettings::default()
-            .token(self.next_batch.clone())
-            .timeout(SYNC_TIMEOUT);
-        self.sync = Some(tokio::spawn(async move {
-            if let Err(error) = client.sync(settings).await {
-                tracing::error!(%error, "the sync loop ended");
+        let sync = SyncLoop::new(self.rtc.client().clone())
+            .with_poll_timeout(SYNC_TIMEOUT)
+            .spawn(Some(self.next_batch.clone()));
+        let mut status = sync.subscribe_status();
+        tokio::spawn(async move {
+            while let Some(status) = status.next().await {
+                match status {
+                    SyncLoopStatus::Retrying {
+                        error,
+                        attempts,
+                        retry_in,
+                    } => eprintln!(
+                        "sync: {error}; attempt {attempts}, retrying in {} ms",
+                        retry_in.as_millis()
+                    ),
+                    SyncLoopStatus::Running => eprintln!("sync: running"),
+                    SyncLoopStatus::Stopped { reason } => eprintln!("sync: stopped ({reason:?})"),
+                    _ => {}
+                }
             }
-        }));
+        });
+        self.sync = Some(sync);
         self.rtc
             .start()
             .await
@@ -154,7 +169,7 @@ impl Connected {
     pub(crate) fn shutdown(&mut self) {
         self.rtc.shutdown();
         if let Some(sync) = self.sync.take() {
-            sync.abort();
+            sync.stop();
         }
     }
 }

@@ -133,6 +133,9 @@ fun configFor(who: String) = ClientConfig(
     // A's stores are encrypted, B's are not: both paths are covered (deriving the store key
     // takes a few seconds in a debug build, so only A pays for it).
     storePassphrase = if (who == "A") "kotlin test passphrase" else null,
+    // Without a passphrase our calls (delay ids) are persisted only by explicit opt-in: B opts
+    // in, so its resume after a restart is the plaintext path.
+    persistCallsUnencrypted = who == "B",
 )
 
 suspend inline fun <reified E : RtcFfiException> expectError(block: () -> Unit) {
@@ -195,10 +198,13 @@ class Suite {
 
     suspend fun startAndDiagnostics() {
         handles += a.subscribeDiagnostics(diagnostics)
+        check(a.syncStatus() == SyncStatus.NotStarted) { "${a.syncStatus()}" }
         coroutineScope { listOf(async { a.start() }, async { b.start() }).awaitAll() }
         a.start() // a second start does nothing
         val features = a.features()
         check(features.stickyEvents && features.delayedEvents) { "$features" }
+        // The supervised sync loop's first answer comes at once (it does not long-poll).
+        withTimeout(TIMEOUT_MS) { while (a.syncStatus() != SyncStatus.Running) delay(20) }
         val bad = env.getValue("RTC_TEST_BAD_EVENT_ID")
         diagnostics.waitFor("the bad membership's diagnostic") { all -> all.any { it.eventId == bad } }
         val found = diagnostics.all.value.first { it.eventId == bad }

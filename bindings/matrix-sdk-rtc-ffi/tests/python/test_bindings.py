@@ -179,6 +179,9 @@ def config_for(who):
         # A's stores are encrypted, B's are not: both paths are covered (deriving the store key
         # takes a few seconds in a debug build, so only A pays for it).
         store_passphrase="python test passphrase" if who == "A" else None,
+        # Without a passphrase our calls (delay ids) are persisted only by explicit opt-in:
+        # B opts in, so its resume after a restart is the plaintext path.
+        persist_calls_unencrypted=who == "B",
     )
 
 
@@ -225,10 +228,16 @@ class Suite:
     async def test_start_and_diagnostics(self):
         self.diagnostics = Diagnostics(self.loop)
         self.handles.append(self.a.subscribe_diagnostics(self.diagnostics))
+        assert isinstance(self.a.sync_status(), rtc.SyncStatus.NOT_STARTED), self.a.sync_status()
         await asyncio.gather(self.a.start(), self.b.start())
         await self.a.start()  # a second start does nothing
         features = await self.a.features()
         assert features.sticky_events and features.delayed_events, features
+        # The supervised sync loop's first answer comes at once (it does not long-poll).
+        deadline = self.loop.time() + TIMEOUT
+        while not isinstance(self.a.sync_status(), rtc.SyncStatus.RUNNING):
+            assert self.loop.time() < deadline, self.a.sync_status()
+            await asyncio.sleep(0.02)
         bad = ENV["RTC_TEST_BAD_EVENT_ID"]
         await self.diagnostics.recorder.wait_for(
             "the bad membership's diagnostic",

@@ -10,3 +10,4 @@ mod livekit;
 mod offline;
 mod restart;
 mod secrets;
+mod sync_loop;

@@ -393,7 +393,11 @@ async fn a_running_connection_waits_out_bare_404s() {
     let wake = send_keyed(&api, &room, "k2").await;
     let a3 = send_keyed(&api, &room, "k3").await;
     side.pages_until(&[&wake, &a3]).await;
-    assert_eq!(side.downs - downs_before, 7, "each 404 is reported to the pump");
+    assert_eq!(
+        side.downs - downs_before,
+        7,
+        "each 404 is reported to the pump"
+    );
 
     // The status said it was backing off, never that it gave up, and it runs again.
     let unrecognized = prompt("the statuses", statuses)

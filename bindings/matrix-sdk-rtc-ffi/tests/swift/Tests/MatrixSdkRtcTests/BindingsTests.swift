@@ -146,7 +146,10 @@ func configFor(_ who: String) -> ClientConfig {
         storePath: env["RTC_TEST_STORE_DIR"]! + "/swift-\(who)",
         // A's stores are encrypted, B's are not: both paths are covered (deriving the store
         // key takes a few seconds in a debug build, so only A pays for it).
-        storePassphrase: who == "A" ? "swift test passphrase" : nil
+        storePassphrase: who == "A" ? "swift test passphrase" : nil,
+        // Without a passphrase our calls (delay ids) are persisted only by explicit opt-in:
+        // B opts in, so its resume after a restart is the plaintext path.
+        persistCallsUnencrypted: who == "B"
     )
 }
 
@@ -255,12 +258,20 @@ final class BindingsTests: XCTestCase {
         try await step(2) {
             let (a, b) = (Shared.a!, Shared.b!)
             Shared.handles.append(a.subscribeDiagnostics(listener: Shared.diagnostics))
+            XCTAssertEqual(a.syncStatus(), .notStarted)
             async let startA: Void = a.start()
             async let startB: Void = b.start()
             _ = try await (startA, startB)
             try await a.start()  // a second start does nothing
             let features = try await a.features()
             XCTAssertTrue(features.stickyEvents && features.delayedEvents, "\(features)")
+            // The supervised sync loop's first answer comes at once (it does not long-poll).
+            let deadline = Date().addingTimeInterval(30)
+            while a.syncStatus() != .running {
+                XCTAssertLessThan(Date(), deadline, "\(a.syncStatus())")
+                if Date() >= deadline { break }
+                try await Task.sleep(nanoseconds: 20_000_000)
+            }
             let bad = env["RTC_TEST_BAD_EVENT_ID"]!
             try await Shared.diagnostics.waitFor("the bad membership's diagnostic") { all in
                 all.contains { $0.eventId == bad }
