@@ -7,14 +7,18 @@ use std::{
 
 use futures_util::Stream;
 use matrix_rtc_machine::{CallId, MachineConfig, OwnCallRecords, RtcMachine};
-use matrix_sdk::{Client, event_handler::EventHandlerHandle, ruma::RoomId};
+use matrix_sdk::{Client, ClientBuilder, event_handler::EventHandlerHandle, ruma::RoomId};
+use matrix_sdk_base::{
+    ThreadingSupport,
+    crypto::{CollectStrategy, DecryptionSettings},
+};
 use tokio::sync::{OnceCell, mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::{
     CallEvent, DiagnosticEvent, Error, HomeserverApi, Result, RtcCall, RtcConfig, ServerFeatures,
     SessionUpdate, SideSync, SideSyncStatus,
-    encryption::Encryptor,
+    encryption::{BaseOptions, Encryptor},
     livekit::LiveKitTokens,
     observe::Registry,
     persist::CallStore,
@@ -39,14 +43,13 @@ use crate::{
 /// ```no_run
 /// # #![recursion_limit = "256"]
 /// # async fn example() -> matrix_sdk_rtc::Result<()> {
-/// use matrix_sdk_rtc::{JoinOptions, RtcClient};
+/// use matrix_sdk_rtc::{JoinOptions, RtcClient, SyncLoop};
 /// use matrix_sdk::ruma::room_id;
 ///
 /// let rtc = RtcClient::builder("http://127.0.0.1:8008").build().await?;
 /// rtc.client().matrix_auth().login_username("alice", "secret").send().await?;
 /// rtc.start().await?;
-/// let sync = rtc.client().clone();
-/// tokio::spawn(async move { sync.sync(Default::default()).await });
+/// let _sync = SyncLoop::new(rtc.client().clone()).spawn(None);
 ///
 /// let call = rtc.room_call(room_id!("!room:example.org"));
 /// let (participants, _diffs) = call.subscribe_participants();
@@ -111,11 +114,28 @@ fn stop(client: &Client, running: Running) {
 /// Building the client here (rather than wrapping one) is what lets this crate encrypt our
 /// membership in encrypted rooms: the encryption route needs a handle on the client's olm
 /// machine that only its builder can keep.
-#[derive(Debug)]
 pub struct RtcClientBuilder {
     homeserver_url: String,
     sqlite_store: Option<(PathBuf, Option<String>)>,
     config: RtcConfig,
+    base: BaseOptions,
+    /// The app's own settings of matrix-sdk's builder.
+    client_builder: Option<ClientBuilderFn>,
+}
+
+/// A change to matrix-sdk's `ClientBuilder`, applied before we add what we need.
+type ClientBuilderFn = Box<dyn FnOnce(ClientBuilder) -> ClientBuilder + Send>;
+
+impl std::fmt::Debug for RtcClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RtcClientBuilder")
+            .field("homeserver_url", &self.homeserver_url)
+            .field("sqlite_store", &self.sqlite_store.as_ref().map(|(path, _)| path))
+            .field("config", &self.config)
+            .field("base", &self.base)
+            .field("client_builder", &self.client_builder.is_some())
+            .finish()
+    }
 }
 
 impl RtcClientBuilder {
@@ -134,6 +154,62 @@ impl RtcClientBuilder {
         self
     }
 
+    /// Any setting of matrix-sdk's own `ClientBuilder`: a proxy, a user agent, a request
+    /// config, refresh-token handling, root certificates, server versions, OIDC and so on.
+    /// `configure` gets the builder with the homeserver URL set; we then add only our
+    /// `BaseClient` (the route to the olm machine that lets us encrypt our membership). Set
+    /// the stores with [`sqlite_store`](Self::sqlite_store) and the settings matrix-sdk
+    /// keeps on the `BaseClient` with the methods below, not through this builder: it
+    /// ignores them once it is handed our `BaseClient`.
+    ///
+    /// ```no_run
+    /// # async fn example() -> matrix_sdk_rtc::Result<()> {
+    /// let rtc = matrix_sdk_rtc::RtcClient::builder("https://matrix.example.org")
+    ///     .with_client_builder(|builder| builder.user_agent("my-app/1.0").handle_refresh_tokens())
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn with_client_builder(
+        mut self,
+        configure: impl FnOnce(ClientBuilder) -> ClientBuilder + Send + 'static,
+    ) -> Self {
+        self.client_builder = Some(Box::new(configure));
+        self
+    }
+
+    /// To which devices room keys are shared (matrix-sdk's default otherwise).
+    #[must_use]
+    pub fn room_key_recipient_strategy(mut self, strategy: CollectStrategy) -> Self {
+        self.base.room_key_recipient_strategy = Some(strategy);
+        self
+    }
+
+    /// How events are decrypted, e.g. which sender trust is required (matrix-sdk's default
+    /// otherwise).
+    #[must_use]
+    pub fn decryption_settings(mut self, settings: DecryptionSettings) -> Self {
+        self.base.decryption_settings = Some(settings);
+        self
+    }
+
+    /// Thread support of the client's stores (disabled otherwise).
+    #[must_use]
+    pub fn threading_support(mut self, threading_support: ThreadingSupport) -> Self {
+        self.base.threading_support = threading_support;
+        self
+    }
+
+    /// The holder name of the cross-process store lock (`main`, matrix-sdk's own default,
+    /// otherwise). Give each process that opens the same stores its own name, e.g. an app
+    /// and its notification extension.
+    #[must_use]
+    pub fn cross_process_lock_holder(mut self, name: impl Into<String>) -> Self {
+        self.base.lock_holder = name.into();
+        self
+    }
+
     /// Builds the `matrix_sdk::Client` and the [`RtcClient`] around it. The client is not
     /// logged in yet.
     pub async fn build(self) -> Result<RtcClient> {
@@ -143,12 +219,12 @@ impl RtcClientBuilder {
             .sqlite_store
             .as_ref()
             .map(|(path, passphrase)| (path.as_path(), passphrase.as_deref()));
-        let base = crate::encryption::base_client(sqlite).await?;
-        let client = Client::builder()
-            .homeserver_url(&self.homeserver_url)
-            .base_client(base.clone())
-            .build()
-            .await?;
+        let base = crate::encryption::base_client(sqlite, &self.base).await?;
+        let mut builder = Client::builder().homeserver_url(&self.homeserver_url);
+        if let Some(configure) = self.client_builder {
+            builder = configure(builder);
+        }
+        let client = builder.base_client(base.clone()).build().await?;
         let passphrase = self.sqlite_store.and_then(|(_, passphrase)| passphrase);
         Ok(RtcClient::with_encryptor(
             client,
@@ -160,12 +236,20 @@ impl RtcClientBuilder {
 }
 
 impl RtcClient {
+    /// The `BaseClient` we built, if we built the client (tests check what was set on it).
+    #[cfg(test)]
+    pub(crate) fn built_base_client(&self) -> Option<&matrix_sdk_base::BaseClient> {
+        self.inner.encryptor.as_ref().map(Encryptor::base_client)
+    }
+
     /// A builder for a new `matrix_sdk::Client` on `homeserver_url` and its `RtcClient`.
     pub fn builder(homeserver_url: impl Into<String>) -> RtcClientBuilder {
         RtcClientBuilder {
             homeserver_url: homeserver_url.into(),
             sqlite_store: None,
             config: RtcConfig::default(),
+            base: BaseOptions::default(),
+            client_builder: None,
         }
     }
 

@@ -46,7 +46,10 @@ use matrix_sdk::{
 };
 use matrix_sdk_base::{
     BaseClient, DmRoomDefinition, ThreadingSupport,
-    crypto::{EncryptionSettings, MegolmError, OlmError, OlmMachine, store::CryptoStoreError},
+    crypto::{
+        CollectStrategy, DecryptionSettings, EncryptionSettings, MegolmError, OlmError, OlmMachine,
+        store::CryptoStoreError,
+    },
 };
 use serde_json::value::RawValue;
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
@@ -64,16 +67,40 @@ const LOCK_HOLDER_NAME: &str = "main";
 /// sends use the same).
 const STORE_LOCK_MAX_BACKOFF_MS: u32 = 60_000;
 
+/// What the app chose for the `BaseClient` (matrix-sdk's builder would put these on the one
+/// it builds, but ignores them once it is handed ours).
+#[derive(Debug, Clone)]
+pub(crate) struct BaseOptions {
+    /// The holder name of the cross-process store lock.
+    pub(crate) lock_holder: String,
+    pub(crate) room_key_recipient_strategy: Option<CollectStrategy>,
+    pub(crate) decryption_settings: Option<DecryptionSettings>,
+    pub(crate) threading_support: ThreadingSupport,
+}
+
+impl Default for BaseOptions {
+    fn default() -> Self {
+        Self {
+            lock_holder: LOCK_HOLDER_NAME.to_owned(),
+            room_key_recipient_strategy: None,
+            decryption_settings: None,
+            threading_support: ThreadingSupport::Disabled,
+        }
+    }
+}
+
 /// Builds the `BaseClient` that [`RtcClientBuilder`](crate::RtcClientBuilder) hands to
 /// matrix-sdk's builder: SQLite stores at `path` (encrypted with the passphrase, when given)
-/// opened the way matrix-sdk's own builder opens them, or in-memory stores.
+/// opened the way matrix-sdk's own builder opens them, or in-memory stores, with the app's
+/// [`BaseOptions`].
 ///
 /// With a base client given, matrix-sdk's builder ignores its own room-key recipient strategy
-/// and decryption settings; the defaults `BaseClient::new` sets are the same as the builder's.
+/// and decryption settings: they are set here instead.
 pub(crate) async fn base_client(
     sqlite: Option<(&Path, Option<&str>)>,
+    options: &BaseOptions,
 ) -> Result<BaseClient, ClientBuildError> {
-    let lock = CrossProcessLockConfig::multi_process(LOCK_HOLDER_NAME);
+    let lock = CrossProcessLockConfig::multi_process(options.lock_holder.clone());
     let stores = match sqlite {
         None => StoreConfig::new(lock),
         Some((path, passphrase)) => {
@@ -91,11 +118,14 @@ pub(crate) async fn base_client(
                 .crypto_store(crypto)
         }
     };
-    Ok(BaseClient::new(
-        stores,
-        ThreadingSupport::Disabled,
-        DmRoomDefinition::MatrixSpec,
-    ))
+    let mut base = BaseClient::new(stores, options.threading_support, DmRoomDefinition::MatrixSpec);
+    if let Some(strategy) = &options.room_key_recipient_strategy {
+        base.room_key_recipient_strategy = strategy.clone();
+    }
+    if let Some(settings) = &options.decryption_settings {
+        base.decryption_settings = settings.clone();
+    }
+    Ok(base)
 }
 
 /// Why our event could not be encrypted. Nothing was sent.
@@ -227,6 +257,14 @@ struct RoomSends {
     /// The member devices (ours excepted) the olm machine knew when we last shared the room
     /// key, `None` before the first share.
     shared_with: Option<BTreeSet<(OwnedUserId, OwnedDeviceId)>>,
+}
+
+impl Encryptor {
+    /// The `BaseClient` we built (tests check what was set on it).
+    #[cfg(test)]
+    pub(crate) fn base_client(&self) -> &BaseClient {
+        &self.base
+    }
 }
 
 impl Encryptor {

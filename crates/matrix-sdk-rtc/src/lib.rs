@@ -21,7 +21,7 @@
 //!
 //! * [`RtcClient`] owns the driver of one client. Build the client with
 //!   [`RtcClient::builder`] (needed to join calls in encrypted rooms), log in, then
-//!   [`RtcClient::start`]. The app keeps running its own sync loop.
+//!   [`RtcClient::start`]. The app keeps running its own sync loop, or runs a [`SyncLoop`].
 //! * [`RtcCall`] is one call ([`CallId`]: a slot of a room): its participants as an
 //!   `eyeball_im` vector with `VectorDiff` updates, whether it is active, our own status, and
 //!   [`join`](RtcCall::join) / [`leave`](RtcCall::leave). Once joined,
@@ -39,7 +39,7 @@
 //! # #![recursion_limit = "256"]
 //! use futures_util::StreamExt;
 //! use matrix_sdk::ruma::room_id;
-//! use matrix_sdk_rtc::{JoinOptions, RtcClient};
+//! use matrix_sdk_rtc::{JoinOptions, RtcClient, SyncLoop};
 //!
 //! async fn example() -> matrix_sdk_rtc::Result<()> {
 //!     // Build the matrix-sdk client through us: that is what lets us encrypt our membership.
@@ -50,9 +50,9 @@
 //!     rtc.client().matrix_auth().login_username("alice", "secret").send().await?;
 //!     rtc.start().await?; // side connection for sticky events, event handlers, driver task
 //!
-//!     // The app keeps running its own sync loop.
-//!     let client = rtc.client().clone();
-//!     tokio::spawn(async move { client.sync(Default::default()).await });
+//!     // The main sync loop: the app's own, or ours (retries every failure with backoff,
+//!     // never pauses between quick answers, which would delay room keys in encrypted calls).
+//!     let _sync = SyncLoop::new(rtc.client().clone()).spawn(None);
 //!
 //!     let call = rtc.room_call(room_id!("!room:example.org")); // slot "m.call#ROOM"
 //!     let (participants, mut diffs) = call.subscribe_participants();

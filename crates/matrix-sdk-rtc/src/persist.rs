@@ -186,7 +186,7 @@ mod tests {
             std::process::id(),
             matrix_sdk::ruma::TransactionId::new()
         ));
-        let base = crate::encryption::base_client(Some((&dir, passphrase)))
+        let base = crate::encryption::base_client(Some((&dir, passphrase)), &Default::default())
             .await
             .expect("stores open");
         let client = Client::builder()

@@ -3,6 +3,7 @@
 //! Faults a real server does not produce on demand go through a small proxy ([`proxy`]) in
 //! front of the same Synapse.
 
+mod builder;
 mod delayed;
 mod features;
 mod forms;

@@ -25,6 +25,8 @@ pub(crate) struct ProxiedRequest {
     pub(crate) body: Vec<u8>,
     /// Whether the request carried an access token (`Authorization: Bearer`).
     pub(crate) authenticated: bool,
+    /// Its `User-Agent` header.
+    pub(crate) user_agent: Option<String>,
 }
 
 impl ProxiedRequest {
@@ -156,6 +158,7 @@ fn relay(client: TcpStream, upstream: &str, shared: &Mutex<Shared>) -> std::io::
     let mut headers = Vec::new();
     let mut content_length = 0usize;
     let mut authenticated = false;
+    let mut user_agent = None;
     loop {
         let mut line = String::new();
         reader.read_line(&mut line)?;
@@ -172,6 +175,11 @@ fn relay(client: TcpStream, upstream: &str, shared: &Mutex<Shared>) -> std::io::
         if lower.starts_with("authorization: bearer ") {
             authenticated = true;
         }
+        if lower.starts_with("user-agent:") {
+            user_agent = line
+                .split_once(':')
+                .map(|(_, value)| value.trim().to_owned());
+        }
         if !lower.starts_with("connection:") && !lower.starts_with("keep-alive:") {
             headers.push(line);
         }
@@ -183,6 +191,7 @@ fn relay(client: TcpStream, upstream: &str, shared: &Mutex<Shared>) -> std::io::
         target,
         body,
         authenticated,
+        user_agent,
     };
 
     let canned = {
@@ -259,6 +268,7 @@ fn query_editing() {
         target: "/sync?timeout=0&pos=1%2Fs2&set_presence=offline".to_owned(),
         body: br#"{"a":1}"#.to_vec(),
         authenticated: true,
+        user_agent: None,
     };
     assert_eq!(request.body_json(), serde_json::json!({"a": 1}));
     assert_eq!(request.path(), "/sync");
