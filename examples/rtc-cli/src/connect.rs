@@ -81,6 +81,9 @@ impl Connected {
             }
             (None, None) => bail!("give --password or --access-token"),
         };
+        // Which device this process is, and where its crypto store lives: two processes with
+        // one device and two stores break that device's encryption.
+        eprintln!("{}", device_line(&user_id, &device_id, login));
 
         let features = rtc
             .features()
@@ -278,4 +281,16 @@ fn require(features: &ServerFeatures, needed: &[MissingFeature], homeserver: &st
         );
     }
     Ok(())
+}
+
+/// One line naming our device and its store.
+fn device_line(user_id: &OwnedUserId, device_id: &OwnedDeviceId, login: &LoginArgs) -> String {
+    let store = match (&login.store, &login.store_passphrase) {
+        (Some(path), Some(_)) => format!("store {} (encrypted)", path.display()),
+        (Some(path), None) => format!("store {} (not encrypted)", path.display()),
+        (None, _) => "store in memory: this device's keys live only as long as this process; \
+                      do not use this device anywhere else"
+            .to_owned(),
+    };
+    format!("device {device_id} of {user_id}, {store}")
 }

@@ -122,6 +122,17 @@ async fn join_without_delayed_events_says_there_is_no_dead_man_switch() {
         !seen.iter().any(|line| line == ARMED),
         "a dead-man switch was reported: {seen:#?}"
     );
+    // It said which device it was, and that its keys lived in memory only.
+    let mut stderr = Vec::new();
+    if let Some(mut pipe) = join.stderr.take() {
+        pipe.read_to_end(&mut stderr).await.expect("stderr");
+    }
+    let stderr = text(&stderr);
+    let device = format!(
+        "device {} of {}, store in memory",
+        member.device_id, member.user_id
+    );
+    assert!(stderr.contains(&device), "{stderr}");
     eprintln!(
         "rtc join without delayed events printed:\n{}",
         seen.join("\n")
