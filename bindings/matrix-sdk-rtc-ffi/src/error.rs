@@ -47,6 +47,11 @@ pub enum RtcFfiError {
     /// gave no OpenID token.
     #[error("{0}")]
     LiveKit(String),
+    /// Another crypto store uses this device: the server publishes other identity keys for it
+    /// than this client's store holds. Nothing was sent. Use one store per device (the same
+    /// `storePath` every time), or log in as a new device.
+    #[error("{0}")]
+    DeviceInUse(String),
     /// The Matrix client failed: building it, its stores, its session or its sync.
     #[error("{0}")]
     Client(String),
@@ -74,6 +79,7 @@ impl From<rtc::Error> for RtcFfiError {
             rtc::Error::JoinFailed(_) => Self::JoinFailed(message),
             rtc::Error::UpdateFailed(_) => Self::NotInCall(message),
             rtc::Error::Request(_) => Self::Request(message),
+            rtc::Error::DeviceKeysDiffer { .. } => Self::DeviceInUse(message),
             rtc::Error::Sdk(_) | rtc::Error::ClientBuild(_) => Self::Client(message),
             _ => Self::Other(message),
         }
@@ -134,6 +140,13 @@ mod tests {
         assert!(
             matches!(&missing, RtcFfiError::MissingFeature(message) if message.contains("sticky events")),
             "{missing:?}"
+        );
+        let in_use = RtcFfiError::from(rtc::Error::DeviceKeysDiffer {
+            device_id: "ALICEDEVICE".into(),
+        });
+        assert!(
+            matches!(&in_use, RtcFfiError::DeviceInUse(message) if message.contains("ALICEDEVICE")),
+            "{in_use:?}"
         );
         let no_transport = RtcFfiError::from(rtc::Error::NoTransport);
         assert!(

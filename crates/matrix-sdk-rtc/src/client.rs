@@ -130,7 +130,10 @@ impl std::fmt::Debug for RtcClientBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RtcClientBuilder")
             .field("homeserver_url", &self.homeserver_url)
-            .field("sqlite_store", &self.sqlite_store.as_ref().map(|(path, _)| path))
+            .field(
+                "sqlite_store",
+                &self.sqlite_store.as_ref().map(|(path, _)| path),
+            )
             .field("config", &self.config)
             .field("base", &self.base)
             .field("client_builder", &self.client_builder.is_some())
@@ -313,6 +316,13 @@ impl RtcClient {
             return Err(Error::NotLoggedIn);
         };
         let (user_id, device_id) = (user_id.to_owned(), device_id.to_owned());
+        // One device, one crypto store: stop before anything of ours is sent if another store
+        // made this device's published keys.
+        if let Some(encryptor) = &self.inner.encryptor {
+            encryptor
+                .check_device_keys(client, &user_id, &device_id)
+                .await?;
+        }
         let features = self.features().await?;
         for missing in features.missing() {
             warn!(%missing, "the homeserver lacks a feature; falling back to what it offers");

@@ -118,7 +118,11 @@ pub(crate) async fn base_client(
                 .crypto_store(crypto)
         }
     };
-    let mut base = BaseClient::new(stores, options.threading_support, DmRoomDefinition::MatrixSpec);
+    let mut base = BaseClient::new(
+        stores,
+        options.threading_support,
+        DmRoomDefinition::MatrixSpec,
+    );
     if let Some(strategy) = &options.room_key_recipient_strategy {
         base.room_key_recipient_strategy = strategy.clone();
     }
@@ -524,5 +528,6 @@ async fn member_devices(
     Ok(devices)
 }
 
+mod device_keys;
 #[cfg(test)]
 mod tests;

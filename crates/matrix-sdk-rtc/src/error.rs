@@ -1,6 +1,6 @@
 //! The errors of this crate.
 use matrix_rtc_machine::{InvalidSlotId, JoinFailure, UpdateFailure};
-use matrix_sdk::ruma::OwnedRoomId;
+use matrix_sdk::ruma::{OwnedDeviceId, OwnedRoomId};
 
 use crate::{MissingFeature, RequestError};
 
@@ -42,6 +42,17 @@ pub enum Error {
     /// Our membership could not be changed (we are not in the call).
     #[error("updating our membership failed: {0}")]
     UpdateFailed(UpdateFailure),
+    /// The server publishes other identity keys for our device than our crypto store holds:
+    /// another crypto store (the app's, or an earlier in-memory one) uses this device. Nothing
+    /// was sent. Use that store, or log in as a new device.
+    #[error(
+        "another crypto store uses device {device_id}: the server publishes other keys for it \
+         than ours (use one store per device, or log in as a new device)"
+    )]
+    DeviceKeysDiffer {
+        /// Our device.
+        device_id: OwnedDeviceId,
+    },
     /// A request to the homeserver failed.
     #[error(transparent)]
     Request(#[from] RequestError),

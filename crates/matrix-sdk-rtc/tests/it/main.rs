@@ -8,6 +8,7 @@ mod faults;
 mod hostile;
 mod livekit;
 mod offline;
+mod one_device;
 mod restart;
 mod secrets;
 mod sync_loop;

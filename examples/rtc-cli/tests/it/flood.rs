@@ -106,10 +106,17 @@ async fn a_watcher_that_fell_behind_says_so_and_its_output_adds_up() {
         "--room".to_owned(),
         room.clone(),
     ];
+    // Two processes, so two devices: one device must never have two crypto stores.
+    let witness_device = server
+        .login(&watcher, "WITNESS")
+        .await
+        .expect("second device");
+    let mut witness_args = args.clone();
     args.extend(token_login(&server, &watcher));
+    witness_args.extend(token_login(&server, &witness_device));
     let mut slow = spawn(&args);
     let mut slow_lines = BufReader::new(slow.stdout.take().expect("stdout")).lines();
-    let mut witness = spawn(&args);
+    let mut witness = spawn(&witness_args);
     let mut witness_lines = BufReader::new(witness.stdout.take().expect("stdout")).lines();
     for lines in [&mut slow_lines, &mut witness_lines] {
         next_matching(lines, "the ready line", |v| v["event"] == "ready").await;
