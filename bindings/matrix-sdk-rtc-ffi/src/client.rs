@@ -20,7 +20,7 @@ use crate::{
     CallActiveListener, CallEvent, CallEventsListener, CallId, ClientConfig, DiagnosticEvent,
     DiagnosticsListener, JoinConfig, OwnStatus, OwnStatusListener, Participant, ParticipantsDiff,
     ParticipantsListener, Result, RtcFfiError, ServerFeatures, SessionChangesListener,
-    SessionUpdate, SyncStatus, TaskHandle,
+    SessionUpdate, SideSyncStatus, SyncStatus, TaskHandle,
     runtime::{self, RuntimeDropped},
 };
 
@@ -170,6 +170,11 @@ impl RtcClient {
         self.sync_task()
             .as_ref()
             .map_or(SyncStatus::NotStarted, |sync| sync.status().into())
+    }
+
+    /// What the side connection (sticky events over sliding sync) is doing.
+    pub fn side_sync_status(&self) -> SideSyncStatus {
+        self.rtc.subscribe_side_sync_status().get().into()
     }
 
     /// What the homeserver offers (fetched once).

@@ -59,6 +59,6 @@ pub use self::{
     livekit::LiveKitCredentials,
     logging::init_logging,
     participant::{CallIntent, Participant, ParticipantsDiff},
-    status::{OwnStatus, SyncStatus},
+    status::{OwnStatus, SideSyncStatus, SyncStatus},
     task_handle::TaskHandle,
 };

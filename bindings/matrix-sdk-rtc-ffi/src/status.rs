@@ -103,6 +103,54 @@ impl From<rtc::SyncLoopStatus> for SyncStatus {
     }
 }
 
+/// What the side connection (our sliding-sync connection for sticky events) is doing.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum SideSyncStatus {
+    /// Created or started: no answer yet.
+    Starting,
+    /// The last request was answered.
+    Running,
+    /// The last request failed; it is tried again after `retry_in_ms`.
+    BackingOff {
+        /// What went wrong.
+        error: String,
+        /// Failed attempts in a row.
+        attempts: u32,
+        /// How long until the next attempt, in ms.
+        retry_in_ms: u64,
+    },
+    /// The server does not serve sliding sync: sticky events arrive through the main sync
+    /// only.
+    Failed {
+        /// What the server answered.
+        error: String,
+    },
+    /// Not running (before `start`, after `stop`, or the server lacks sliding sync).
+    Stopped,
+}
+
+impl From<rtc::SideSyncStatus> for SideSyncStatus {
+    fn from(status: rtc::SideSyncStatus) -> Self {
+        match status {
+            rtc::SideSyncStatus::Starting => Self::Starting,
+            rtc::SideSyncStatus::Running => Self::Running,
+            rtc::SideSyncStatus::BackingOff {
+                error,
+                attempts,
+                retry_in,
+            } => Self::BackingOff {
+                error: error.to_string(),
+                attempts,
+                retry_in_ms: u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX),
+            },
+            rtc::SideSyncStatus::Failed { error } => Self::Failed {
+                error: error.to_string(),
+            },
+            _ => Self::Stopped,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use matrix_rtc_membership::OwnError;

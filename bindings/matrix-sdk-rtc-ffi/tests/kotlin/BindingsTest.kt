@@ -205,6 +205,8 @@ class Suite {
         check(features.stickyEvents && features.delayedEvents) { "$features" }
         // The supervised sync loop's first answer comes at once (it does not long-poll).
         withTimeout(TIMEOUT_MS) { while (a.syncStatus() != SyncStatus.Running) delay(20) }
+        // So does the side connection's (sticky events over sliding sync).
+        withTimeout(TIMEOUT_MS) { while (a.sideSyncStatus() != SideSyncStatus.Running) delay(20) }
         val bad = env.getValue("RTC_TEST_BAD_EVENT_ID")
         diagnostics.waitFor("the bad membership's diagnostic") { all -> all.any { it.eventId == bad } }
         val found = diagnostics.all.value.first { it.eventId == bad }

@@ -238,6 +238,10 @@ class Suite:
         while not isinstance(self.a.sync_status(), rtc.SyncStatus.RUNNING):
             assert self.loop.time() < deadline, self.a.sync_status()
             await asyncio.sleep(0.02)
+        # So does the side connection's (sticky events over sliding sync).
+        while not isinstance(self.a.side_sync_status(), rtc.SideSyncStatus.RUNNING):
+            assert self.loop.time() < deadline, self.a.side_sync_status()
+            await asyncio.sleep(0.02)
         bad = ENV["RTC_TEST_BAD_EVENT_ID"]
         await self.diagnostics.recorder.wait_for(
             "the bad membership's diagnostic",

@@ -272,6 +272,12 @@ final class BindingsTests: XCTestCase {
                 if Date() >= deadline { break }
                 try await Task.sleep(nanoseconds: 20_000_000)
             }
+            // So does the side connection's (sticky events over sliding sync).
+            while a.sideSyncStatus() != .running {
+                XCTAssertLessThan(Date(), deadline, "\(a.sideSyncStatus())")
+                if Date() >= deadline { break }
+                try await Task.sleep(nanoseconds: 20_000_000)
+            }
             let bad = env["RTC_TEST_BAD_EVENT_ID"]!
             try await Shared.diagnostics.waitFor("the bad membership's diagnostic") { all in
                 all.contains { $0.eventId == bad }
