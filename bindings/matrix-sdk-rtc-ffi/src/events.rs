@@ -309,6 +309,9 @@ impl From<rtc::Diagnostic> for Diagnostic {
             rtc::Diagnostic::Capped { cap, dropped, .. } => {
                 format!("a memory cap ({cap:?}) dropped {dropped} events of this sender")
             }
+            rtc::Diagnostic::RedactionRefused {
+                redacts, reason, ..
+            } => format!("the redaction of {redacts} did not count: {reason}"),
             other => format!("{other:?}"),
         };
         let diagnostic_of = |kind, room_id: Option<String>, sender: Option<String>| Self {
@@ -353,6 +356,13 @@ impl From<rtc::Diagnostic> for Diagnostic {
                     Some(sender.to_string()),
                 )
             },
+            rtc::Diagnostic::RedactionRefused {
+                room_id, redactor, ..
+            } => diagnostic_of(
+                DiagnosticKind::Other,
+                Some(room_id.to_string()),
+                Some(redactor.to_string()),
+            ),
             _ => diagnostic_of(DiagnosticKind::Other, None, None),
         }
     }

@@ -82,8 +82,13 @@ pub struct MachineConfig {
     pub max_decrypts_in_flight: usize,
     /// Member queries in flight at most. Default 8.
     pub max_member_queries_in_flight: usize,
-    /// Wait before a failed member query is asked again. Default 5 s.
+    /// Wait before a failed member query is asked again the first time. Each further failure
+    /// of the same sender's query doubles the wait, up to
+    /// [`member_query_retry_max`](Self::member_query_retry_max); an answer resets it. Default
+    /// 5 s.
     pub member_query_retry: Duration,
+    /// The longest wait before a failed member query is asked again. Default 60 s.
+    pub member_query_retry_max: Duration,
     /// The longest changes are held back while the side connection catches up: after it,
     /// they are published even if the connection is still paging (or stuck). Default 3 s.
     pub hold_limit: Duration,
@@ -114,6 +119,7 @@ impl MachineConfig {
             max_decrypts_in_flight: 8,
             max_member_queries_in_flight: 8,
             member_query_retry: Duration::from_secs(5),
+            member_query_retry_max: Duration::from_secs(60),
             hold_limit: Duration::from_secs(3),
             can_encrypt: false,
             device_check_interval: Duration::from_secs(10),

@@ -2,6 +2,8 @@
 use matrix_sticky_events::Rejection;
 use ruma_common::{OwnedEventId, OwnedRoomId, OwnedUserId};
 
+use crate::RedactionRefusal;
+
 /// Which cap dropped something.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
@@ -62,6 +64,22 @@ pub enum Diagnostic {
         /// Its sender.
         sender: OwnedUserId,
     },
+    /// An `m.room.redaction` of a membership did not count: its sender did not send the
+    /// redacted event and lacks the power to redact another's (`docs/protocol.md` §4.3).
+    RedactionRefused {
+        /// Room.
+        room_id: OwnedRoomId,
+        /// The `m.room.redaction` event.
+        redaction: OwnedEventId,
+        /// Its sender.
+        redactor: OwnedUserId,
+        /// The event it would have redacted.
+        redacts: OwnedEventId,
+        /// That event's sender.
+        sender: OwnedUserId,
+        /// Why it did not count.
+        reason: RedactionRefusal,
+    },
     /// A cap dropped events of this sender (reported at the 1st, 10th, 100th, … drop per
     /// room, sender and cap, so a flood costs a handful of diagnostics).
     Capped {
@@ -83,6 +101,7 @@ impl Diagnostic {
             Self::Sticky { event_id, .. } => event_id.as_ref(),
             Self::Membership(diagnostic) => diagnostic.event_id.as_ref(),
             Self::AwaitingRoomKey { event_id, .. } => Some(event_id),
+            Self::RedactionRefused { redaction, .. } => Some(redaction),
             Self::MalformedBatch { .. } | Self::Capped { .. } => None,
         }
     }

@@ -13,6 +13,7 @@ mod own;
 mod parked;
 mod persist;
 mod publish;
+mod redactions;
 mod request;
 mod route;
 mod timer;
@@ -27,6 +28,7 @@ pub use self::{
     machine::{MachineStats, PageFlags, PageSummary, RtcMachine},
     own::JoinParams,
     persist::{OwnCallRecord, OwnCallRecords},
+    redactions::RedactionRefusal,
     request::{DelayedAction, Outcome, Request, RequestId, RequestKind},
     route::EventRoute,
     update::{ContentUpdate, JoinFailure, ParticipantDiff, Update, UpdateFailure},

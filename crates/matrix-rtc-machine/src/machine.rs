@@ -1,26 +1,32 @@
 //! [`RtcMachine`]: the calling contract, the inputs and outputs, and the drive that follows
 //! every input.
-use std::{collections::VecDeque, sync::Arc, time::Instant};
+use std::{
+    collections::{BTreeSet, VecDeque},
+    sync::Arc,
+    time::Instant,
+};
 
 use imbl::Vector;
 use matrix_rtc_membership::{OwnStatus, Participant, RtcMembership};
 use matrix_sticky_events::{
-    Change, Parsed, Receipt, Rejection, RemovalReason, StickyBatch, StickyEvent, StickyMap,
-    parse_event,
+    Change, Parsed, Receipt, Redaction, Redactor, Rejection, RemovalReason, StickyBatch,
+    StickyEvent, StickyMap, parse_event,
 };
-use ruma_common::{OwnedEventId, OwnedRoomId, RoomId};
+use ruma_common::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId};
 use tracing::{debug, trace};
 
 use crate::{
     CallId, Cap, ContentUpdate, Diagnostic, EventRoute, JoinFailure, JoinParams, MachineConfig,
-    Outcome, OwnCallRecords, Request, RequestId, RequestKind, Update, UpdateFailure,
+    Outcome, OwnCallRecords, RedactionRefusal, Request, RequestId, RequestKind, Update,
+    UpdateFailure,
     caps::CapCounters,
     devices::DeviceChecks,
     io::{Io, Pending},
-    members::MemberQueries,
+    members::{Backoff, MemberQueries},
     own::{Identity, OwnCalls, local_failure},
     parked::Parked,
     publish::Publisher,
+    redactions::{RedactionRules, Verdict, Waiting},
     route,
     timer::{Timer, TimerTable},
 };
@@ -149,6 +155,9 @@ pub struct RtcMachine {
     devices: DeviceChecks,
     members: MemberQueries,
     caps: CapCounters,
+    redactions: RedactionRules,
+    /// The users we ignore, as last given.
+    ignored: BTreeSet<OwnedUserId>,
     timers: TimerTable,
     io: Io,
     updates: VecDeque<Update>,
@@ -174,6 +183,8 @@ impl RtcMachine {
             devices: DeviceChecks::default(),
             members: MemberQueries::default(),
             caps: CapCounters::default(),
+            redactions: RedactionRules::default(),
+            ignored: BTreeSet::new(),
             timers: TimerTable::default(),
             io: Io::default(),
             updates: VecDeque::new(),
@@ -315,7 +326,9 @@ impl RtcMachine {
 
     /// A raw event of the app's sync (timeline or state section), received at `receipt`:
     /// sticky member events, redactions and encrypted envelopes, legacy call member and slot
-    /// state, `m.room.member` and `m.room.encryption`. Other events are ignored (see
+    /// state, `m.room.member`, `m.room.encryption` and `m.room.power_levels` (also as the
+    /// store holds it when starting: until a room's power levels are known, only a sender's
+    /// own redactions of its memberships count). Other events are ignored (see
     /// [`EventRoute::of`] to skip them before they reach the machine).
     pub fn handle_room_event(
         &mut self,
@@ -351,9 +364,35 @@ impl RtcMachine {
                 let changes = self.model.set_room_encrypted(room_id, true);
                 self.publisher.apply(changes);
             }
+            EventRoute::PowerLevels => self.handle_power_levels(room_id, raw),
             _ => {}
         }
         self.drive(now);
+    }
+
+    /// A state event of `room_id` as the client's store held it when the pump started, read
+    /// while the app's sync may already be delivering newer state: power levels count only
+    /// while none came through [`handle_room_event`](Self::handle_room_event) for the room
+    /// (so a stale read never replaces what sync brought); anything else is handled as
+    /// `handle_room_event` would.
+    pub fn handle_stored_state(
+        &mut self,
+        room_id: &RoomId,
+        raw: &str,
+        receipt: Receipt,
+        now: Instant,
+    ) {
+        if EventRoute::of(raw) == EventRoute::PowerLevels {
+            let now = self.clock(now);
+            if self.redactions.knows_power_levels(room_id) {
+                trace!(room = %room_id, "stored power levels older than those from sync: ignored");
+            } else {
+                self.handle_power_levels(room_id, raw);
+            }
+            self.drive(now);
+        } else {
+            self.handle_room_event(room_id, raw, receipt, now);
+        }
     }
 
     /// Whether `room_id` is encrypted (from the store when starting, or from sync).
@@ -361,6 +400,39 @@ impl RtcMachine {
         let now = self.clock(now);
         let changes = self.model.set_room_encrypted(room_id, encrypted);
         self.publisher.apply(changes);
+        self.drive(now);
+    }
+
+    /// The whole current list of users we ignore (the `m.ignored_user_list` account data):
+    /// their memberships are hidden in every room (`docs/protocol.md` §5.8 rule 9), leaving
+    /// with [`LeftReason::SenderIgnored`](matrix_rtc_membership::LeftReason::SenderIgnored),
+    /// and show again when they are no longer ignored. Give the full list every time (at
+    /// start and after every change); the machine compares it with the previous one. Our own
+    /// user is never ignored.
+    pub fn handle_ignored_users<I>(&mut self, users: I, now: Instant)
+    where
+        I: IntoIterator<Item = OwnedUserId>,
+    {
+        let now = self.clock(now);
+        let own = &self.identity.user_id;
+        let users: BTreeSet<OwnedUserId> = users.into_iter().filter(|u| u != own).collect();
+        // Sorted, so the same input gives the same output order.
+        let unignored: Vec<OwnedUserId> = self.ignored.difference(&users).cloned().collect();
+        let ignored: Vec<OwnedUserId> = users.difference(&self.ignored).cloned().collect();
+        debug!(
+            ignored = ignored.len(),
+            unignored = unignored.len(),
+            "ignored users changed"
+        );
+        for user_id in &unignored {
+            let changes = self.model.handle_ignored_user(user_id, false);
+            self.publisher.apply(changes);
+        }
+        for user_id in &ignored {
+            let changes = self.model.handle_ignored_user(user_id, true);
+            self.publisher.apply(changes);
+        }
+        self.ignored = users;
         self.drive(now);
     }
 
@@ -410,23 +482,21 @@ impl RtcMachine {
                 self.own.handle_previous_response(&call, &outcome, now);
             }
             Pending::Decrypt { event_id } => self.handle_decrypted(&event_id, outcome, now),
-            Pending::Member { room_id, user_id } => {
-                self.members.answered();
-                match outcome {
-                    Outcome::Member { joined } => {
-                        let changes = self.model.handle_room_member(&room_id, &user_id, joined);
-                        self.publisher.apply(changes);
-                    }
-                    other => {
-                        trace!(room = %room_id, ?other, "member query failed; asking again later");
-                        self.members.retry_at(
-                            now + self.config.member_query_retry,
-                            room_id,
-                            user_id,
-                        );
-                    }
+            Pending::Member { room_id, user_id } => match outcome {
+                Outcome::Member { joined } => {
+                    self.members.answered(&room_id, &user_id);
+                    let changes = self.model.handle_room_member(&room_id, &user_id, joined);
+                    self.publisher.apply(changes);
                 }
-            }
+                other => {
+                    let backoff = Backoff {
+                        base: self.config.member_query_retry,
+                        max: self.config.member_query_retry_max,
+                    };
+                    let wait = self.members.failed(backoff, now, room_id.clone(), user_id);
+                    trace!(room = %room_id, ?other, ?wait, "member query failed; asking again later");
+                }
+            },
             Pending::Devices { room_id } => {
                 self.devices.done(&room_id);
                 if outcome == (Outcome::NewDevices { added: true }) {
@@ -548,13 +618,10 @@ impl RtcMachine {
     ) {
         match parsed {
             Ok(Parsed::Sticky(event)) => self.insert_sticky(event, now),
-            Ok(Parsed::Redaction(event_id)) => {
-                let changes = self.map.handle_redaction(room_id, &event_id, now);
-                self.apply_map_changes(changes);
-                let changes = self.model.handle_redaction(room_id, &event_id);
-                self.publisher.apply(changes);
-            }
+            Ok(Parsed::Redaction(redaction)) => self.handle_redaction(room_id, redaction, now),
             Ok(Parsed::Encrypted(envelope)) => {
+                let meta = &envelope.meta;
+                self.settle_waiting_redactions(room_id, &meta.event_id, &meta.sender, now);
                 let event_id = &envelope.meta.event_id;
                 if self.map.contains_event(event_id) || self.map.is_redacted(room_id, event_id) {
                     // Decrypted before (a replay of the side connection): nothing to do.
@@ -578,6 +645,96 @@ impl RtcMachine {
         }
     }
 
+    /// An `m.room.redaction` counts when its sender sent the redacted event or may redact
+    /// another's (`docs/protocol.md` §4.3); a redacted copy always does (its homeserver
+    /// applied the redaction).
+    fn handle_redaction(&mut self, room_id: &RoomId, redaction: Redaction, now: Instant) {
+        let Redaction { redacts, by } = redaction;
+        if let Some(by) = by {
+            let sender = self.sender_of(room_id, &redacts);
+            match self.redactions.judge(room_id, &by, sender.as_deref()) {
+                Verdict::Apply => {}
+                Verdict::Wait(refusal) => {
+                    trace!(room = %room_id, %redacts, "redaction waits for the event it redacts");
+                    self.redactions
+                        .wait(room_id, &redacts, Waiting { by, refusal }, now);
+                    return;
+                }
+                Verdict::Refuse(reason) => {
+                    if let Some(sender) = sender {
+                        self.refuse_redaction(room_id, by, redacts, sender, reason);
+                    }
+                    return;
+                }
+            }
+        }
+        self.apply_redaction(room_id, &redacts, now);
+    }
+
+    fn apply_redaction(&mut self, room_id: &RoomId, redacts: &ruma_common::EventId, now: Instant) {
+        let changes = self.map.handle_redaction(room_id, redacts, now);
+        self.apply_map_changes(changes);
+        let changes = self.model.handle_redaction(room_id, redacts);
+        self.publisher.apply(changes);
+    }
+
+    fn refuse_redaction(
+        &mut self,
+        room_id: &RoomId,
+        by: Redactor,
+        redacts: OwnedEventId,
+        sender: OwnedUserId,
+        reason: RedactionRefusal,
+    ) {
+        debug!(room = %room_id, %redacts, redactor = %by.sender, %reason, "redaction refused");
+        self.diagnostics.push(Diagnostic::RedactionRefused {
+            room_id: room_id.to_owned(),
+            redaction: by.event_id,
+            redactor: by.sender,
+            redacts,
+            sender,
+            reason,
+        });
+    }
+
+    /// Who sent `event_id` of `room_id`, as far as the machine knows it.
+    fn sender_of(&self, room_id: &RoomId, event_id: &ruma_common::EventId) -> Option<OwnedUserId> {
+        let sticky = self
+            .map
+            .candidate(event_id)
+            .filter(|event| event.meta.room_id == room_id)
+            .map(|event| &event.meta.sender);
+        sticky
+            .map(|sender| &**sender)
+            .or_else(|| self.parked.sender_of(room_id, event_id))
+            .or_else(|| self.model.legacy_sender(room_id, event_id))
+            .map(ToOwned::to_owned)
+    }
+
+    /// The event `event_id` of `sender` arrived: the redactions that waited for it count now
+    /// if they are its sender's, and are refused otherwise.
+    fn settle_waiting_redactions(
+        &mut self,
+        room_id: &RoomId,
+        event_id: &ruma_common::EventId,
+        sender: &ruma_common::UserId,
+        now: Instant,
+    ) {
+        for waiting in self.redactions.take(room_id, event_id, now) {
+            if waiting.by.sender == sender {
+                self.apply_redaction(room_id, event_id, now);
+            } else {
+                self.refuse_redaction(
+                    room_id,
+                    waiting.by,
+                    event_id.to_owned(),
+                    sender.to_owned(),
+                    waiting.refusal,
+                );
+            }
+        }
+    }
+
     fn insert_sticky(&mut self, event: StickyEvent, now: Instant) {
         let meta = &event.meta;
         let (room_id, event_id, sender) = (
@@ -585,6 +742,7 @@ impl RtcMachine {
             meta.event_id.clone(),
             meta.sender.clone(),
         );
+        self.settle_waiting_redactions(&room_id, &event_id, &sender, now);
         let known = self.map.contains_event(&event_id) || self.map.is_redacted(&room_id, &event_id);
         let expired = meta.is_expired(now);
         let changes = self.map.handle_event(event, now);
@@ -619,6 +777,12 @@ impl RtcMachine {
         }
     }
 
+    fn handle_power_levels(&mut self, room_id: &RoomId, raw: &str) {
+        if !self.redactions.handle_power_levels(room_id, raw) {
+            debug!(room = %room_id, "unreadable m.room.power_levels event ignored");
+        }
+    }
+
     fn handle_member_event(&mut self, room_id: &RoomId, raw: &str) {
         let Some((user_id, joined)) = route::room_member(raw) else {
             trace!(room = %room_id, "unreadable m.room.member event ignored");
@@ -634,6 +798,7 @@ impl RtcMachine {
             self.publisher.apply(changes);
             self.parked.forget_room(room_id);
             self.members.forget_room(room_id);
+            self.redactions.forget_room(room_id);
             return;
         }
         if self.own.is_joined_in(room_id) {

@@ -8,7 +8,7 @@ use std::{
 };
 
 use matrix_sticky_events::EncryptedSticky;
-use ruma_common::{EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId};
+use ruma_common::{EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 use serde_json::value::RawValue;
 use tracing::{debug, trace};
 
@@ -109,6 +109,14 @@ impl Parked {
 
     pub(crate) fn knows(&self, event_id: &EventId) -> bool {
         self.entries.contains_key(event_id)
+    }
+
+    /// The sender of the envelope `event_id` of `room_id`, while it is parked.
+    pub(crate) fn sender_of(&self, room_id: &RoomId, event_id: &EventId) -> Option<&UserId> {
+        self.entries
+            .get(event_id)
+            .filter(|entry| entry.room_id == room_id)
+            .map(|entry| &**entry.sender())
     }
 
     /// The earliest expiry of an envelope.

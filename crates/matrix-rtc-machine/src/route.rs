@@ -18,6 +18,8 @@ pub enum EventRoute {
     RoomMember,
     /// An `m.room.encryption` state event: the room is encrypted from now on.
     Encryption,
+    /// An `m.room.power_levels` state event: who may redact others' memberships.
+    PowerLevels,
     /// Nothing for us.
     Ignore,
 }
@@ -52,6 +54,7 @@ impl EventRoute {
             (Some(t), true) if wire::is_call_state_type(t) => Self::CallState,
             (Some(wire::ROOM_MEMBER), true) => Self::RoomMember,
             (Some(wire::ROOM_ENCRYPTION), true) => Self::Encryption,
+            (Some(wire::ROOM_POWER_LEVELS), true) => Self::PowerLevels,
             (Some(t), false) if wire::is_sticky_candidate_type(t) => Self::Sticky,
             _ => Self::Ignore,
         }

@@ -7,6 +7,8 @@ use matrix_sticky_events::wire as sticky;
 pub const ROOM_MEMBER: &str = "m.room.member";
 /// `m.room.encryption` (state).
 pub const ROOM_ENCRYPTION: &str = "m.room.encryption";
+/// `m.room.power_levels` (state).
+pub const ROOM_POWER_LEVELS: &str = "m.room.power_levels";
 /// `membership` value of a joined member in `m.room.member` content.
 pub const MEMBERSHIP_JOIN: &str = "join";
 

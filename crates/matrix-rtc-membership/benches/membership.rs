@@ -18,7 +18,7 @@ use std::{
 use criterion::{BenchmarkId, Criterion, Throughput};
 use matrix_rtc_membership::{RtcMembership, SessionChange};
 use matrix_sticky_events::{
-    Change, EventOrigin, Limits, Parsed, Receipt, RemovalReason, StickyEvent, StickyMap,
+    Change, EventOrigin, Limits, Parsed, Receipt, Redaction, RemovalReason, StickyEvent, StickyMap,
     StickyMeta, parse_sticky_batch,
 };
 use ruma_common::{OwnedEventId, OwnedRoomId, OwnedUserId};
@@ -169,7 +169,9 @@ fn end_to_end(lines: &[&str], base: Instant) -> (StickyMap, RtcMembership) {
                     Ok(Parsed::Sticky(event)) => {
                         changes.extend(map.handle_event(event, receipt.instant))
                     }
-                    Ok(Parsed::Redaction(event_id)) => {
+                    Ok(Parsed::Redaction(Redaction {
+                        redacts: event_id, ..
+                    })) => {
                         changes.extend(map.handle_redaction(
                             &room.room_id,
                             &event_id,

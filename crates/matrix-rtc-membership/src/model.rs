@@ -311,6 +311,16 @@ impl RtcMembership {
         out
     }
 
+    /// The sender of the legacy membership event `event_id` of `room_id`, while it is the
+    /// current membership of its state key (for the reader to decide whether a redaction of it
+    /// counts).
+    pub fn legacy_sender(&self, room_id: &RoomId, event_id: &EventId) -> Option<&UserId> {
+        let room = self.rooms.get(room_id)?;
+        let state_key = room.legacy_by_event.get(event_id)?.clone();
+        let entry = room.entries.get(&EntryKey::Legacy { state_key })?;
+        Some(&entry.participant.user_id)
+    }
+
     /// The current room membership of `user_id` in `room_id` (`joined`: membership `join`).
     /// Memberships of a sender who is not joined are hidden, not dropped.
     #[must_use]

@@ -23,8 +23,8 @@ use crate::{
     observe::Registry,
     persist::CallStore,
     pump::{
-        Control, Inputs, Performer, Pump, SyncInput, forward_new_devices, forward_room_keys,
-        register_handlers, seed_room,
+        Control, Inputs, Performer, Pump, SyncInput, forward_ignored_users, forward_new_devices,
+        forward_room_keys, register_handlers, seed_room,
     },
 };
 
@@ -386,6 +386,10 @@ impl RtcClient {
             inputs.sync.clone(),
         )));
         tasks.push(tokio::spawn(forward_new_devices(
+            client.clone(),
+            inputs.sync.clone(),
+        )));
+        tasks.push(tokio::spawn(forward_ignored_users(
             client.clone(),
             inputs.sync.clone(),
         )));

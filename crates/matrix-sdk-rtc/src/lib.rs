@@ -102,7 +102,8 @@ mod pump;
 mod sync_loop;
 
 pub use matrix_rtc_machine::{
-    CallId, Cap, ContentUpdate, Diagnostic, InvalidSlotId, JoinFailure, ParkedLimits, UpdateFailure,
+    CallId, Cap, ContentUpdate, Diagnostic, InvalidSlotId, JoinFailure, ParkedLimits,
+    RedactionRefusal, UpdateFailure,
 };
 pub use matrix_rtc_membership::{
     CallIntent, LeftReason, OwnError, OwnMembershipConfig, OwnStatus, Participant, SessionChange,

@@ -15,7 +15,7 @@ use matrix_rtc_machine::{
     Update,
 };
 use matrix_rtc_membership::Transport;
-use matrix_sdk::ruma::OwnedRoomId;
+use matrix_sdk::ruma::{OwnedRoomId, OwnedUserId};
 use matrix_sticky_events::{Receipt, StickyBatch};
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -27,7 +27,9 @@ mod handlers;
 mod perform;
 
 pub(crate) use self::{
-    handlers::{forward_new_devices, forward_room_keys, register_handlers, seed_room},
+    handlers::{
+        forward_ignored_users, forward_new_devices, forward_room_keys, register_handlers, seed_room,
+    },
     perform::Performer,
 };
 
@@ -90,6 +92,12 @@ pub(crate) enum SyncInput {
         raw: Box<RawValue>,
         receipt: Receipt,
     },
+    /// A state event as the store held it when the pump started.
+    StoredState {
+        room_id: OwnedRoomId,
+        raw: Box<RawValue>,
+        receipt: Receipt,
+    },
     /// A room is (or is not) encrypted.
     RoomEncrypted {
         room_id: OwnedRoomId,
@@ -101,6 +109,8 @@ pub(crate) enum SyncInput {
     RoomKeysLagged,
     /// The crypto store learnt of devices it had not seen before.
     DevicesDiscovered,
+    /// The whole current list of users we ignore.
+    IgnoredUsers(Vec<OwnedUserId>),
 }
 
 /// The senders of the two queues.
@@ -266,6 +276,13 @@ impl Pump {
             } => self
                 .machine
                 .handle_room_event(&room_id, raw.get(), receipt, now),
+            SyncInput::StoredState {
+                room_id,
+                raw,
+                receipt,
+            } => self
+                .machine
+                .handle_stored_state(&room_id, raw.get(), receipt, now),
             SyncInput::RoomEncrypted { room_id, encrypted } => {
                 self.machine
                     .handle_room_encryption(&room_id, encrypted, now);
@@ -273,6 +290,7 @@ impl Pump {
             SyncInput::RoomKeys(keys) => self.machine.handle_room_keys(keys, now),
             SyncInput::RoomKeysLagged => self.machine.handle_room_keys_lagged(now),
             SyncInput::DevicesDiscovered => self.machine.handle_devices_discovered(now),
+            SyncInput::IgnoredUsers(users) => self.machine.handle_ignored_users(users, now),
         }
         self.drain();
     }

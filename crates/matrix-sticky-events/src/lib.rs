@@ -17,8 +17,9 @@ pub use self::{
     limits::{Limits, Usage},
     map::{MapKey, StickyMap},
     parse::{
-        BatchError, MAX_BATCH_BYTES, MAX_DEPTH, MAX_EVENT_BYTES, Parsed, Rejection, RoomBatch,
-        StickyBatch, parse_event, parse_sliding_sync_response, parse_sticky_batch,
+        BatchError, MAX_BATCH_BYTES, MAX_DEPTH, MAX_EVENT_BYTES, Parsed, Redaction, Redactor,
+        Rejection, RoomBatch, StickyBatch, parse_event, parse_sliding_sync_response,
+        parse_sticky_batch,
     },
     snapshot::{Snapshot, SnapshotError},
     time::Receipt,

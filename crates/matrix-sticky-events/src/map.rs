@@ -348,6 +348,12 @@ impl StickyMap {
         self.by_id.contains(event_id)
     }
 
+    /// The candidate with this event ID (a superseded one or a deletion marker included), in
+    /// any room.
+    pub fn candidate(&self, event_id: &EventId) -> Option<&Arc<StickyEvent>> {
+        self.by_id.get(event_id).map(|entry| &entry.0)
+    }
+
     /// Whether a redaction of this event is remembered.
     pub fn is_redacted(&self, room_id: &RoomId, event_id: &EventId) -> bool {
         self.redactions.contains(room_id, event_id)

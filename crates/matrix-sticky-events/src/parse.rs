@@ -1,7 +1,7 @@
 //! Parsing raw events: validity, clamping, expiry and the sticky key (`docs/protocol.md` §2, §4.1).
 use std::borrow::Cow;
 
-use ruma_common::{EventId, OwnedEventId, RoomId, UserId};
+use ruma_common::{EventId, OwnedEventId, OwnedUserId, RoomId, UserId};
 use serde::Deserialize;
 use serde_json::{error::Category, value::RawValue};
 
@@ -46,9 +46,46 @@ pub enum Parsed {
     Sticky(StickyEvent),
     /// An encrypted sticky envelope.
     Encrypted(EncryptedSticky),
-    /// A redacted copy of a sticky event (or an `m.room.redaction`): redact the named event with
-    /// [`StickyMap::handle_redaction`](crate::StickyMap::handle_redaction).
-    Redaction(OwnedEventId),
+    /// A redacted copy of a sticky event, or an `m.room.redaction`: redact the named event with
+    /// [`StickyMap::handle_redaction`](crate::StickyMap::handle_redaction) (once the reader has
+    /// decided that an `m.room.redaction`'s sender may redact it).
+    Redaction(Redaction),
+}
+
+/// A redaction read by the parser: an `m.room.redaction` event, or a redacted copy of an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redaction {
+    /// The event redacted.
+    pub redacts: OwnedEventId,
+    /// The `m.room.redaction` event, when it is one. Whether it counts is for the reader to
+    /// decide: a homeserver delivers redactions it does not apply (a sender without the power
+    /// to redact another's event). `None` for a redacted copy: its homeserver has applied the
+    /// redaction already.
+    pub by: Option<Redactor>,
+}
+
+/// The `m.room.redaction` event behind a [`Redaction`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redactor {
+    /// The redaction event's ID.
+    pub event_id: OwnedEventId,
+    /// Who sent it.
+    pub sender: OwnedUserId,
+}
+
+impl Redaction {
+    /// A redacted copy of `redacts`, which its homeserver has redacted.
+    pub fn redacted_copy(redacts: OwnedEventId) -> Self {
+        Self { redacts, by: None }
+    }
+
+    /// The `m.room.redaction` `event_id` of `sender`, redacting `redacts`.
+    pub fn event(redacts: OwnedEventId, event_id: OwnedEventId, sender: OwnedUserId) -> Self {
+        Self {
+            redacts,
+            by: Some(Redactor { event_id, sender }),
+        }
+    }
 }
 
 /// Parse one raw event of `room_id`, received at `receipt`.
@@ -120,11 +157,12 @@ fn parse_fields(
     }
 
     if event_type == wire::ROOM_REDACTION {
-        return redaction_target(event).map(Parsed::Redaction);
+        return redaction_target(event)
+            .map(|redacts| Parsed::Redaction(Redaction::event(redacts, event_id, sender)));
     }
     if unsigned.redacted_because.is_some() {
         // A redacted copy: it has lost its sticky object and its key, but it names itself.
-        return Ok(Parsed::Redaction(event_id));
+        return Ok(Parsed::Redaction(Redaction::redacted_copy(event_id)));
     }
 
     let origin_server_ts = match event.origin_server_ts.map(scalar::int) {

@@ -4,4 +4,5 @@ mod bounds;
 mod defects;
 mod hold;
 mod own;
+mod rules;
 mod support;

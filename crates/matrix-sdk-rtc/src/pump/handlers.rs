@@ -9,7 +9,11 @@ use matrix_sdk::{
     deserialized_responses::RawAnySyncOrStrippedState,
     event_handler::EventHandlerHandle,
     ruma::{
-        events::{AnySyncStateEvent, AnySyncTimelineEvent, StateEventType},
+        OwnedUserId,
+        events::{
+            AnySyncStateEvent, AnySyncTimelineEvent, StateEventType,
+            ignored_user_list::IgnoredUserListEventContent,
+        },
         serde::Raw,
     },
 };
@@ -26,8 +30,8 @@ pub(crate) fn receipt_now() -> Receipt {
 
 /// The app's sync's event handlers: sticky events in the timeline (low latency, and the
 /// decrypted copies of encrypted ones, which tell that their key is here), and room state
-/// (legacy call memberships, room members, encryption). Only what the machine reads is
-/// queued; a full queue makes the handler wait.
+/// (legacy call memberships, room members, encryption, power levels). Only what the machine
+/// reads is queued; a full queue makes the handler wait.
 pub(crate) fn register_handlers(
     client: &Client,
     sync: &mpsc::Sender<SyncInput>,
@@ -56,13 +60,14 @@ pub(crate) fn register_handlers(
             let raw = raw.into_json();
             let room_id = room.room_id().to_owned();
             let input = match EventRoute::of(raw.get()) {
-                EventRoute::CallState | EventRoute::RoomMember | EventRoute::Encryption => {
-                    SyncInput::RoomEvent {
-                        room_id,
-                        raw,
-                        receipt: receipt_now(),
-                    }
-                }
+                EventRoute::CallState
+                | EventRoute::RoomMember
+                | EventRoute::Encryption
+                | EventRoute::PowerLevels => SyncInput::RoomEvent {
+                    room_id,
+                    raw,
+                    receipt: receipt_now(),
+                },
                 _ => return,
             };
             if sync.send(input).await.is_err() {
@@ -131,8 +136,46 @@ pub(crate) async fn forward_new_devices(client: Client, sync: mpsc::Sender<SyncI
     }
 }
 
-/// Feeds what the store already knows of a room we are in: its encryption, and its legacy
-/// state memberships.
+/// Forwards the list of users we ignore (`m.ignored_user_list`): first as the store holds it,
+/// then every change the client's sync brings. Each item is the whole list; the machine diffs.
+pub(crate) async fn forward_ignored_users(client: Client, sync: mpsc::Sender<SyncInput>) {
+    // Subscribe before reading the store, so that no change falls between the two.
+    let mut changes = client.subscribe_to_ignore_user_list_changes();
+    let stored = match client
+        .account()
+        .account_data::<IgnoredUserListEventContent>()
+        .await
+    {
+        Ok(Some(raw)) => match raw.deserialize() {
+            Ok(content) => content.ignored_users.into_keys().collect(),
+            Err(error) => {
+                warn!(%error, "unreadable ignored user list in the store");
+                Vec::new()
+            }
+        },
+        Ok(None) => Vec::new(),
+        Err(error) => {
+            warn!(%error, "could not read the ignored user list");
+            Vec::new()
+        }
+    };
+    if sync.send(SyncInput::IgnoredUsers(stored)).await.is_err() {
+        return;
+    }
+    while let Some(users) = changes.next().await {
+        let users: Vec<OwnedUserId> = users
+            .iter()
+            .filter_map(|user| OwnedUserId::try_from(user.as_str()).ok())
+            .collect();
+        trace!(users = users.len(), "ignored user list changed");
+        if sync.send(SyncInput::IgnoredUsers(users)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Feeds what the store already knows of a room we are in: its encryption, its power levels
+/// (who may redact others' memberships), and its legacy state memberships.
 pub(crate) async fn seed_room(room: &Room, sync: &mpsc::Sender<SyncInput>) {
     let room_id = room.room_id().to_owned();
     match room.latest_encryption_state().await {
@@ -147,22 +190,29 @@ pub(crate) async fn seed_room(room: &Room, sync: &mpsc::Sender<SyncInput>) {
         }
         Err(error) => warn!(room = %room_id, %error, "could not read the room's encryption state"),
     }
-    let event_type = StateEventType::from(matrix_rtc_membership::wire::LEGACY_CALL_MEMBER);
-    match room.get_state_events(event_type).await {
-        Ok(events) => {
-            for event in events {
-                if let RawAnySyncOrStrippedState::Sync(raw) = event {
-                    let input = SyncInput::RoomEvent {
-                        room_id: room_id.clone(),
-                        raw: raw.into_json(),
-                        receipt: receipt_now(),
-                    };
-                    if sync.send(input).await.is_err() {
-                        return;
-                    }
+    let event_types = [
+        StateEventType::RoomPowerLevels,
+        StateEventType::from(matrix_rtc_membership::wire::LEGACY_CALL_MEMBER),
+    ];
+    for event_type in event_types {
+        let events = match room.get_state_events(event_type.clone()).await {
+            Ok(events) => events,
+            Err(error) => {
+                warn!(room = %room_id, %error, %event_type, "could not read room state");
+                continue;
+            }
+        };
+        for event in events {
+            if let RawAnySyncOrStrippedState::Sync(raw) = event {
+                let input = SyncInput::StoredState {
+                    room_id: room_id.clone(),
+                    raw: raw.into_json(),
+                    receipt: receipt_now(),
+                };
+                if sync.send(input).await.is_err() {
+                    return;
                 }
             }
         }
-        Err(error) => warn!(room = %room_id, %error, "could not read legacy call memberships"),
     }
 }

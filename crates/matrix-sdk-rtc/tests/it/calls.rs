@@ -9,6 +9,7 @@ use matrix_sdk_rtc::{JoinOptions, LeftReason, OwnMembershipConfig, OwnStatus, Se
 use rtc_test_homeserver::TestHomeserver;
 use serde_json::json;
 
+mod rules;
 pub(crate) mod support;
 use self::support::{
     Peer, diagnostic, fast_timings, has_user, init_tracing, next_matching, session_change,

@@ -15,7 +15,8 @@ use std::{
 
 use libfuzzer_sys::fuzz_target;
 use matrix_sticky_events::{
-    Change, Limits, Parsed, Receipt, StickyEvent, StickyMap, parse_event, parse_sticky_batch,
+    Change, Limits, Parsed, Receipt, Redaction, StickyEvent, StickyMap, parse_event,
+    parse_sticky_batch,
 };
 use ruma_common::OwnedRoomId;
 
@@ -104,7 +105,9 @@ fuzz_target!(|data: &[u8]| {
         for (room_id, event) in parsed {
             let changes = match event {
                 Parsed::Sticky(event) => map.handle_event(event, now),
-                Parsed::Redaction(event_id) => map.handle_redaction(&room_id, &event_id, now),
+                Parsed::Redaction(Redaction {
+                    redacts: event_id, ..
+                }) => map.handle_redaction(&room_id, &event_id, now),
                 Parsed::Encrypted(envelope) => {
                     // Pretend it decrypted to an empty content of another type.
                     match envelope.into_decrypted(r#"{"type":"fuzz.decrypted","content":{}}"#, None)

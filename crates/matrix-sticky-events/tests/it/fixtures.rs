@@ -6,7 +6,7 @@ use std::{
 };
 
 use matrix_sticky_events::{
-    Change, EventOrigin, Parsed, Receipt, Rejection, StickyMap, parse_event,
+    Change, EventOrigin, Parsed, Receipt, Redaction, Rejection, StickyMap, parse_event,
     parse_sliding_sync_response,
 };
 use ruma_common::{OwnedDeviceId, OwnedRoomId, RoomId};
@@ -105,7 +105,9 @@ fn sliding_sync_pages() {
                     Ok(Parsed::Sticky(event)) => {
                         let _ = map.handle_event(event, now);
                     }
-                    Ok(Parsed::Redaction(event_id)) => {
+                    Ok(Parsed::Redaction(Redaction {
+                        redacts: event_id, ..
+                    })) => {
                         let _ = map.handle_redaction(&room.room_id, &event_id, now);
                     }
                     Ok(Parsed::Encrypted(_)) => panic!("no encrypted event in these pages"),
@@ -171,7 +173,9 @@ fn sync_v2_sticky_section_of_a_newly_joined_room() {
                 assert!(event.meta.expires_at <= receipt.instant + Duration::from_millis(HOUR));
                 let _ = map.handle_event(event, receipt.instant);
             }
-            Ok(Parsed::Redaction(event_id)) => {
+            Ok(Parsed::Redaction(Redaction {
+                redacts: event_id, ..
+            })) => {
                 assert_eq!(event_id, EV_REDACTED);
                 let _ = map.handle_redaction(&room(ROOM_A), &event_id, receipt.instant);
             }
@@ -228,7 +232,9 @@ fn event_endpoint_edge_cases() {
     // The redacted copy names itself.
     assert_eq!(
         parse("get_event_redacted_sticky.json"),
-        Ok(Parsed::Redaction(eid(EV_REDACTED)))
+        Ok(Parsed::Redaction(Redaction::redacted_copy(eid(
+            EV_REDACTED
+        ))))
     );
     let Ok(Parsed::Sticky(plain)) = parse("get_event_sticky.json") else {
         panic!("sticky")
@@ -250,7 +256,13 @@ fn sync_v2_timeline_events() {
     };
     // The m.room.redaction (top-level `redacts` and `content.redacts`), then ordinary messages.
     let events = timeline("sync_v2_redaction_after_seen_full_timeline.json");
-    assert_eq!(events[0], Ok(Parsed::Redaction(eid(EV_REDACTED))));
+    let Ok(Parsed::Redaction(redaction)) = &events[0] else {
+        panic!("a redaction: {:?}", events[0])
+    };
+    assert_eq!(redaction.redacts, eid(EV_REDACTED));
+    // An m.room.redaction names its sender, for the reader to judge.
+    let by = redaction.by.as_ref().expect("an m.room.redaction");
+    assert_eq!(by.sender, "@alice:localhost");
     assert!(events[1..].iter().all(|e| *e == Err(Rejection::NotSticky)));
 
     // The fired delayed leave: key-only, its TTL counted from its actual send.
@@ -289,7 +301,9 @@ fn sync_v2_timeline_events() {
     assert!(leave.key_only);
     assert_eq!(
         sections("sync_v2_sticky_redacted.json"),
-        [Ok(Parsed::Redaction(eid(EV_REDACTED)))]
+        [Ok(Parsed::Redaction(Redaction::redacted_copy(eid(
+            EV_REDACTED
+        ))))]
     );
 }
 

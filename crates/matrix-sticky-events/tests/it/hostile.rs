@@ -6,8 +6,8 @@ use std::{
 };
 
 use matrix_sticky_events::{
-    MAX_BATCH_BYTES, MAX_EVENT_BYTES, Parsed, Receipt, Rejection, StickyBatch, StickyMap,
-    parse_event, parse_sticky_batch,
+    MAX_BATCH_BYTES, MAX_EVENT_BYTES, Parsed, Receipt, Redaction, Rejection, StickyBatch,
+    StickyMap, parse_event, parse_sticky_batch,
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -181,7 +181,9 @@ fn apply(map: &mut StickyMap, batch: StickyBatch, now: Instant) {
                 Ok(Parsed::Sticky(event)) => {
                     let _ = map.handle_event(event, now);
                 }
-                Ok(Parsed::Redaction(event_id)) => {
+                Ok(Parsed::Redaction(Redaction {
+                    redacts: event_id, ..
+                })) => {
                     let _ = map.handle_redaction(&room.room_id, &event_id, now);
                 }
                 Ok(Parsed::Encrypted(_)) | Err(_) => {}

@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use matrix_sticky_events::{
-    EventOrigin, MAX_DEPTH, MAX_EVENT_BYTES, Parsed, Rejection, StickyEvent, parse_event,
+    EventOrigin, MAX_DEPTH, MAX_EVENT_BYTES, Parsed, Redaction, Rejection, StickyEvent, parse_event,
 };
-use ruma_common::{OwnedDeviceId, owned_event_id};
+use ruma_common::{OwnedDeviceId, owned_event_id, owned_user_id};
 use serde_json::{Value, json};
 
 use crate::support::{Clock, HOUR, T0_WALL, event_json, parse, remove, room, room_a, set, sticky};
@@ -458,7 +458,9 @@ fn redactions() {
     );
     assert_eq!(
         parse(&redacted, clock.receipt(0)),
-        Ok(Parsed::Redaction(owned_event_id!("$gone")))
+        Ok(Parsed::Redaction(Redaction::redacted_copy(
+            owned_event_id!("$gone")
+        )))
     );
 
     // m.room.redaction, before room version 11 (top level) and from 11 (content).
@@ -472,7 +474,11 @@ fn redactions() {
         }
         parse(&event, clock.receipt(0))
     };
-    let target = Ok(Parsed::Redaction(owned_event_id!("$target")));
+    let target = Ok(Parsed::Redaction(Redaction::event(
+        owned_event_id!("$target"),
+        owned_event_id!("$r"),
+        owned_user_id!("@alice:example.org"),
+    )));
     assert_eq!(redaction(Some(json!("$target")), json!({})), target);
     assert_eq!(redaction(None, json!({ "redacts": "$target" })), target);
     assert_eq!(

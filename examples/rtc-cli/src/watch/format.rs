@@ -166,7 +166,8 @@ pub(super) fn diagnostic_room(diagnostic: &Diagnostic) -> Option<&str> {
     match diagnostic {
         Diagnostic::Sticky { room_id, .. }
         | Diagnostic::AwaitingRoomKey { room_id, .. }
-        | Diagnostic::Capped { room_id, .. } => Some(room_id.as_str()),
+        | Diagnostic::Capped { room_id, .. }
+        | Diagnostic::RedactionRefused { room_id, .. } => Some(room_id.as_str()),
         Diagnostic::Membership(inner) => Some(inner.room_id.as_str()),
         Diagnostic::MalformedBatch { room, .. } => room.as_deref(),
         _ => None,
@@ -245,6 +246,16 @@ fn diagnostic_parts(diagnostic: &Diagnostic) -> (&'static str, Option<String>, S
                 "the {} cap dropped {dropped} of this sender's events so far",
                 cap_name(*cap).replace('_', " ")
             ),
+        ),
+        Diagnostic::RedactionRefused {
+            redactor,
+            redacts,
+            reason,
+            ..
+        } => (
+            "redaction",
+            Some(redactor.to_string()),
+            format!("redaction of {redacts} refused: {reason}"),
         ),
         _ => ("other", None, format!("{diagnostic:?}")),
     }

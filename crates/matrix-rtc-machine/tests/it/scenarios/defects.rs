@@ -4,7 +4,9 @@ use std::time::Duration;
 use matrix_rtc_machine::{JoinFailure, Update};
 use matrix_rtc_membership::{LeftReason, OwnMembershipConfig, OwnStatus, SessionChange};
 
-use super::support::{HOUR_MS, Harness, T0_MS, alice, join, leave, member, redaction, room_call};
+use super::support::{
+    HOUR_MS, Harness, T0_MS, alice, join, leave, member, power_levels, redaction, room_call,
+};
 
 fn short_lived() -> OwnMembershipConfig {
     OwnMembershipConfig {
@@ -117,6 +119,7 @@ fn a_held_refresh_followed_by_a_room_leave_does_not_bring_the_participant_back()
 #[test]
 fn a_redacted_leave_does_not_bring_the_old_join_back() {
     let mut h = Harness::new();
+    h.timeline(&power_levels(&[("@mod:example.org", 50)]));
     h.timeline(&join(
         alice(),
         "DEVA",
@@ -137,6 +140,7 @@ fn a_redacted_leave_does_not_bring_the_old_join_back() {
     assert!(h.members().is_empty(), "{:?}", h.members());
     // Seen in the other order (redaction first, as a late replay might), the same.
     let mut h = Harness::new();
+    h.timeline(&power_levels(&[("@mod:example.org", 50)]));
     h.timeline(&redaction(
         "@mod:example.org",
         "$leave",
@@ -160,6 +164,7 @@ fn a_redacted_leave_does_not_bring_the_old_join_back() {
 #[test]
 fn a_redacted_join_is_a_leave() {
     let mut h = Harness::new();
+    h.timeline(&power_levels(&[("@mod:example.org", 50)]));
     h.timeline(&join(
         alice(),
         "DEVA",

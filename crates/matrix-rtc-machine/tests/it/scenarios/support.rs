@@ -98,6 +98,23 @@ pub(crate) fn redaction(sender: &str, redacts: &str, event_id: &str, ts_ms: u64)
     })
 }
 
+/// The room's `m.room.power_levels` state, with these users' levels (the `redact` level is
+/// the default, 50).
+pub(crate) fn power_levels(users: &[(&str, i64)]) -> Value {
+    let users: serde_json::Map<String, Value> = users
+        .iter()
+        .map(|(user, level)| ((*user).to_owned(), json!(level)))
+        .collect();
+    json!({
+        "type": "m.room.power_levels",
+        "state_key": "",
+        "event_id": "$power",
+        "sender": "@creator:example.org",
+        "origin_server_ts": T0_MS,
+        "content": { "users": users },
+    })
+}
+
 /// An encrypted sticky envelope of `session_id` (the ciphertext is the test's secret: the
 /// pump here "decrypts" it by looking it up).
 pub(crate) fn envelope(

@@ -430,6 +430,15 @@ impl World {
                 );
                 self.machine_mut(client)
                     .handle_room_event(&room, &raw, receipt, now);
+                if rejoined {
+                    // The room's state comes with our join: its power levels.
+                    self.machine_mut(client).handle_room_event(
+                        &room,
+                        &power_levels(),
+                        receipt,
+                        now,
+                    );
+                }
                 self.drain(client);
                 if rejoined {
                     // The machine forgot the room when it saw our leave, possibly after the
@@ -724,6 +733,13 @@ impl World {
         for room in encrypted {
             self.machine_mut(client)
                 .handle_room_encryption(&room, true, instant);
+        }
+        // The store knows every room's power levels: the moderator may redact.
+        let receipt = self.receipt(client);
+        let rooms: Vec<OwnedRoomId> = self.plan.rooms.iter().map(|r| r.id.clone()).collect();
+        for room in rooms {
+            self.machine_mut(client)
+                .handle_room_event(&room, &power_levels(), receipt, instant);
         }
         let records = self.clients[client].persisted.clone();
         if !records.is_empty() {
@@ -1556,4 +1572,18 @@ fn summary(kind: &RequestKind) -> String {
         RequestKind::CheckNewDevices { room_id } => format!("check devices of {room_id}"),
         other => format!("{other:?}"),
     }
+}
+
+/// Every room's `m.room.power_levels`: the moderator who redacts (`Server::redact`) has the
+/// `redact` level.
+fn power_levels() -> String {
+    json!({
+        "type": "m.room.power_levels",
+        "state_key": "",
+        "event_id": "$power",
+        "sender": "@mod:sim.test",
+        "origin_server_ts": WALL0_MS,
+        "content": { "users": { "@mod:sim.test": 50 } },
+    })
+    .to_string()
 }

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use matrix_rtc_membership::{LeftReason, RejectReason, RtcMembership, SessionChange};
 use matrix_sticky_events::{
-    Change, Limits, Parsed, Receipt, StickyBatch, StickyMap, parse_event,
+    Change, Limits, Parsed, Receipt, Redaction, StickyBatch, StickyMap, parse_event,
     parse_sliding_sync_response, parse_sticky_batch,
 };
 use ruma_common::RoomId;
@@ -51,10 +51,11 @@ impl Pipeline {
     fn feed_parsed(&mut self, room_id: &RoomId, parsed: Parsed, receipt: Receipt) {
         let changes = match parsed {
             Parsed::Sticky(event) => self.map.handle_event(event, receipt.instant),
-            Parsed::Redaction(event_id) => {
-                self.map
-                    .handle_redaction(room_id, &event_id, receipt.instant)
-            }
+            Parsed::Redaction(Redaction {
+                redacts: event_id, ..
+            }) => self
+                .map
+                .handle_redaction(room_id, &event_id, receipt.instant),
             other => panic!("unexpected {other:?}"),
         };
         self.feed_map_changes(&changes);
