@@ -7,7 +7,10 @@ use std::{
 
 use futures_util::Stream;
 use matrix_rtc_machine::{CallId, MachineConfig, OwnCallRecords, RtcMachine};
-use matrix_sdk::{Client, ClientBuilder, event_handler::EventHandlerHandle, ruma::RoomId};
+use matrix_sdk::{
+    Client, ClientBuilder, cross_process_lock::CrossProcessLockConfig,
+    event_handler::EventHandlerHandle, ruma::RoomId,
+};
 use matrix_sdk_base::{
     ThreadingSupport,
     crypto::{CollectStrategy, DecryptionSettings},
@@ -204,9 +207,10 @@ impl RtcClientBuilder {
         self
     }
 
-    /// The holder name of the cross-process store lock (`main`, matrix-sdk's own default,
-    /// otherwise). Give each process that opens the same stores its own name, e.g. an app
-    /// and its notification extension.
+    /// The holder name of the cross-process store locks (`main`, matrix-sdk's own default,
+    /// otherwise), for our `BaseClient`'s stores and the client alike (it replaces one set
+    /// through [`with_client_builder`](Self::with_client_builder)). Give each process that
+    /// opens the same stores its own name, e.g. an app and its notification extension.
     #[must_use]
     pub fn cross_process_lock_holder(mut self, name: impl Into<String>) -> Self {
         self.base.lock_holder = name.into();
@@ -227,7 +231,14 @@ impl RtcClientBuilder {
         if let Some(configure) = self.client_builder {
             builder = configure(builder);
         }
-        let client = builder.base_client(base.clone()).build().await?;
+        // The client's own locks and our `BaseClient`'s stores use one holder name.
+        let client = builder
+            .cross_process_store_config(CrossProcessLockConfig::multi_process(
+                self.base.lock_holder.clone(),
+            ))
+            .base_client(base.clone())
+            .build()
+            .await?;
         let passphrase = self.sqlite_store.and_then(|(_, passphrase)| passphrase);
         Ok(RtcClient::with_encryptor(
             client,

@@ -5,6 +5,7 @@
 use matrix_sdk::{
     SessionMeta, SessionTokens,
     authentication::matrix::MatrixSession,
+    cross_process_lock::CrossProcessLockConfig,
     ruma::{OwnedDeviceId, OwnedUserId},
     store::RoomLoadSettings,
 };
@@ -61,6 +62,14 @@ async fn the_apps_builder_settings_reach_the_client_and_every_request() {
             request.path()
         );
     }
+    assert!(
+        matches!(
+            rtc.client().cross_process_lock_config(),
+            CrossProcessLockConfig::MultiProcess { holder_name } if holder_name == "rtc-builder-test"
+        ),
+        "{:?}",
+        rtc.client().cross_process_lock_config()
+    );
     let base = rtc.built_base_client().expect("built by us");
     assert_eq!(
         base.room_key_recipient_strategy,
