@@ -93,9 +93,17 @@ impl RtcClient {
         let mut rtc_config = rtc::RtcConfig::default();
         rtc_config.persist_calls_unencrypted = config.persist_calls_unencrypted;
         let mut builder = rtc::RtcClient::builder(config.homeserver_url).config(rtc_config);
-        if let Some(path) = config.store_path {
-            builder = builder.sqlite_store(path, config.store_passphrase.as_deref());
-        }
+        builder = match config.store_path {
+            Some(path) => builder.sqlite_store(path, config.store_passphrase.as_deref()),
+            None if config.ephemeral_device => builder.ephemeral_device(),
+            None => {
+                return Err(RtcFfiError::InvalidArgument(
+                    "no storePath: give one, or set ephemeralDevice for a device that lives \
+                     only as long as this process"
+                        .to_owned(),
+                ));
+            }
+        };
         let rtc = runtime::run(async move { Ok(builder.build().await?) }).await?;
         Ok(Arc::new(Self {
             rtc: RuntimeDropped::new(rtc),

@@ -18,8 +18,8 @@ pub struct ClientConfig {
     pub device_id: String,
     /// The device's access token.
     pub access_token: String,
-    /// A folder for the client's SQLite stores (state and crypto). `None` keeps them in
-    /// memory: everything is fetched again at each start.
+    /// A folder for the client's SQLite stores (state and crypto). `None` needs
+    /// [`ephemeral_device`](Self::ephemeral_device).
     #[uniffi(default)]
     pub store_path: Option<String>,
     /// The passphrase encrypting the stores, if any. It also encrypts our persisted calls
@@ -31,6 +31,12 @@ pub struct ClientConfig {
     /// `RtcConfig::persist_calls_unencrypted`). Default: `false`.
     #[uniffi(default)]
     pub persist_calls_unencrypted: bool,
+    /// Keep every store in memory when there is no `store_path`: this device's encryption
+    /// keys then live only as long as the process. Only for a device made for this process;
+    /// never for the device of an app's session that has its own store. Default: `false`
+    /// (building without a `store_path` fails).
+    #[uniffi(default)]
+    pub ephemeral_device: bool,
 }
 
 /// How to join a call. Every field is optional: `None` keeps the library's default.

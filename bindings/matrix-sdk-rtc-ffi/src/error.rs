@@ -80,6 +80,7 @@ impl From<rtc::Error> for RtcFfiError {
             rtc::Error::UpdateFailed(_) => Self::NotInCall(message),
             rtc::Error::Request(_) => Self::Request(message),
             rtc::Error::DeviceKeysDiffer { .. } => Self::DeviceInUse(message),
+            rtc::Error::NoStore => Self::InvalidArgument(message),
             rtc::Error::Sdk(_) | rtc::Error::ClientBuild(_) => Self::Client(message),
             _ => Self::Other(message),
         }

@@ -18,6 +18,7 @@
 //!     store_path: Some("/data/rtc-store".into()),
 //!     store_passphrase: Some("a long passphrase".into()),
 //!     persist_calls_unencrypted: false,
+//!     ephemeral_device: false,
 //! })
 //! .await?;
 //! client.clone().start().await?;

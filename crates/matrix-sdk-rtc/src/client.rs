@@ -49,7 +49,10 @@ use crate::{
 /// use matrix_sdk_rtc::{JoinOptions, RtcClient, SyncLoop};
 /// use matrix_sdk::ruma::room_id;
 ///
-/// let rtc = RtcClient::builder("http://127.0.0.1:8008").build().await?;
+/// let rtc = RtcClient::builder("http://127.0.0.1:8008")
+///     .sqlite_store("/path/to/store", Some("passphrase"))
+///     .build()
+///     .await?;
 /// rtc.client().matrix_auth().login_username("alice", "secret").send().await?;
 /// rtc.start().await?;
 /// let _sync = SyncLoop::new(rtc.client().clone()).spawn(None);
@@ -124,6 +127,8 @@ pub struct RtcClientBuilder {
     base: BaseOptions,
     /// The app's own settings of matrix-sdk's builder.
     client_builder: Option<ClientBuilderFn>,
+    /// In-memory stores were asked for.
+    ephemeral_device: bool,
 }
 
 /// A change to matrix-sdk's `ClientBuilder`, applied before we add what we need.
@@ -140,16 +145,30 @@ impl std::fmt::Debug for RtcClientBuilder {
             .field("config", &self.config)
             .field("base", &self.base)
             .field("client_builder", &self.client_builder.is_some())
+            .field("ephemeral_device", &self.ephemeral_device)
             .finish()
     }
 }
 
 impl RtcClientBuilder {
     /// Keep the client's state and crypto stores in SQLite databases under `path`,
-    /// encrypted with `passphrase` when given. Without this, the stores live in memory.
+    /// encrypted with `passphrase` when given. Without this (or
+    /// [`ephemeral_device`](Self::ephemeral_device)) [`build`](Self::build) fails.
     #[must_use]
     pub fn sqlite_store(mut self, path: impl Into<PathBuf>, passphrase: Option<&str>) -> Self {
         self.sqlite_store = Some((path.into(), passphrase.map(ToOwned::to_owned)));
+        self
+    }
+
+    /// Keep every store in memory: this device's encryption keys then live only as long as
+    /// the process. Only for a device made for this process (a fresh login): a session
+    /// restored into memory on a device that has keys elsewhere would give that device a
+    /// second crypto store ([`RtcClient::start`] refuses it with
+    /// [`Error::DeviceKeysDiffer`](crate::Error::DeviceKeysDiffer)), and the next process
+    /// could not decrypt anything sent to this one.
+    #[must_use]
+    pub fn ephemeral_device(mut self) -> Self {
+        self.ephemeral_device = true;
         self
     }
 
@@ -171,6 +190,7 @@ impl RtcClientBuilder {
     /// ```no_run
     /// # async fn example() -> matrix_sdk_rtc::Result<()> {
     /// let rtc = matrix_sdk_rtc::RtcClient::builder("https://matrix.example.org")
+    ///     .sqlite_store("/path/to/store", Some("passphrase"))
     ///     .with_client_builder(|builder| builder.user_agent("my-app/1.0").handle_refresh_tokens())
     ///     .build()
     ///     .await?;
@@ -219,7 +239,14 @@ impl RtcClientBuilder {
 
     /// Builds the `matrix_sdk::Client` and the [`RtcClient`] around it. The client is not
     /// logged in yet.
+    ///
+    /// Fails with [`Error::NoStore`](crate::Error::NoStore) unless a store was chosen:
+    /// [`sqlite_store`](Self::sqlite_store), or in memory by
+    /// [`ephemeral_device`](Self::ephemeral_device).
     pub async fn build(self) -> Result<RtcClient> {
+        if self.sqlite_store.is_none() && !self.ephemeral_device {
+            return Err(Error::NoStore);
+        }
         // We build the base client ourselves and keep a clone: after login its olm machine is
         // the client's, which is how we encrypt our membership (see `encryption.rs`).
         let sqlite = self
@@ -264,6 +291,7 @@ impl RtcClient {
             config: RtcConfig::default(),
             base: BaseOptions::default(),
             client_builder: None,
+            ephemeral_device: false,
         }
     }
 

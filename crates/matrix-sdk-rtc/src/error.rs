@@ -53,6 +53,13 @@ pub enum Error {
         /// Our device.
         device_id: OwnedDeviceId,
     },
+    /// No store was chosen for the client: give `RtcClientBuilder::sqlite_store`, or opt in
+    /// to in-memory stores with `RtcClientBuilder::ephemeral_device`.
+    #[error(
+        "no store for the client: give a SQLite store, or opt in to an ephemeral device (keys \
+         in memory)"
+    )]
+    NoStore,
     /// A request to the homeserver failed.
     #[error(transparent)]
     Request(#[from] RequestError),

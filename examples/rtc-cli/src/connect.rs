@@ -38,9 +38,11 @@ impl Connected {
     pub(crate) async fn login(login: &LoginArgs, needed: &[MissingFeature]) -> Result<Self> {
         let homeserver = login.homeserver.clone();
         let mut builder = RtcClient::builder(&homeserver).config(RtcConfig::default());
-        if let Some(store) = &login.store {
-            builder = builder.sqlite_store(store, login.store_passphrase.as_deref());
-        }
+        builder = match &login.store {
+            Some(store) => builder.sqlite_store(store, login.store_passphrase.as_deref()),
+            // Said on stderr at login: this device's keys live only as long as the process.
+            None => builder.ephemeral_device(),
+        };
         let rtc = builder.build().await.with_context(|| match &login.store {
             Some(store) => format!(
                 "cannot use the homeserver URL {homeserver} with the store in {}",

@@ -185,6 +185,10 @@ class Suite {
         expectError<RtcFfiException.InvalidArgument> {
             RtcClient.build(configFor("A").copy(userId = "not a user id"))
         }
+        // No store and no opt-in to an ephemeral device: refused.
+        expectError<RtcFfiException.InvalidArgument> {
+            RtcClient.build(configFor("A").copy(storePath = null))
+        }
         a = RtcClient.build(configFor("A"))
         b = RtcClient.build(configFor("B"))
         check(a.userId() == env["RTC_TEST_A_USER_ID"]) { "user id ${a.userId()}" }

@@ -210,6 +210,10 @@ class Suite:
         bad = config_for("A")
         bad.user_id = "not a user id"
         await self.expect_error(rtc.RtcFfiError.InvalidArgument, lambda: rtc.RtcClient.build(bad))
+        # No store and no opt-in to an ephemeral device: refused.
+        no_store = config_for("A")
+        no_store.store_path = None
+        await self.expect_error(rtc.RtcFfiError.InvalidArgument, lambda: rtc.RtcClient.build(no_store))
         self.a = await rtc.RtcClient.build(config_for("A"))
         self.b = await rtc.RtcClient.build(config_for("B"))
         assert self.a.user_id() == ENV["RTC_TEST_A_USER_ID"]

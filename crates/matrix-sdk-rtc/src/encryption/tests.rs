@@ -19,6 +19,7 @@ use crate::RtcClient;
 /// A client of ours (built by our builder) logged in as `user`.
 async fn logged_in(hs: &TestHomeserver, user: &TestUser) -> RtcClient {
     let rtc = RtcClient::builder(hs.base_url())
+        .ephemeral_device()
         .build()
         .await
         .expect("client builds");

@@ -53,6 +53,7 @@ async fn a_second_crypto_store_on_one_device_is_stopped_before_it_sends() {
 
     // Our client restores the same session with a store of its own (here in memory).
     let rtc = RtcClient::builder(hs.base_url())
+        .ephemeral_device()
         .build()
         .await
         .expect("client");

@@ -18,6 +18,7 @@ use crate::calls::support::{EVENTUALLY, shared_room};
 /// A client of `user` (its session restored) whose room messages arrive on the channel.
 async fn client(hs: &TestHomeserver, user: &TestUser) -> (Client, mpsc::UnboundedReceiver<String>) {
     let rtc = RtcClient::builder(hs.base_url())
+        .ephemeral_device()
         .build()
         .await
         .expect("client");

@@ -23,6 +23,7 @@ async fn the_apps_builder_settings_reach_the_client_and_every_request() {
     let alice = server.register_user("alice").await.expect("register");
     let proxy = FaultProxy::start(server.base_url());
     let rtc = RtcClient::builder(proxy.url())
+        .ephemeral_device()
         .with_client_builder(|builder| builder.user_agent(AGENT))
         .room_key_recipient_strategy(CollectStrategy::IdentityBasedStrategy)
         .decryption_settings(DecryptionSettings {
@@ -79,4 +80,15 @@ async fn the_apps_builder_settings_reach_the_client_and_every_request() {
         base.decryption_settings.sender_device_trust_requirement,
         TrustRequirement::CrossSignedOrLegacy
     ));
+}
+
+#[tokio::test]
+async fn a_client_without_a_store_needs_the_ephemeral_opt_in() {
+    let refused = RtcClient::builder("http://127.0.0.1:9").build().await;
+    assert!(matches!(refused, Err(crate::Error::NoStore)), "{refused:?}");
+    let ephemeral = RtcClient::builder("http://127.0.0.1:9")
+        .ephemeral_device()
+        .build()
+        .await;
+    assert!(ephemeral.is_ok(), "{ephemeral:?}");
 }

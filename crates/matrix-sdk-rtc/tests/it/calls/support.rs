@@ -60,7 +60,9 @@ impl Peer {
         user: &TestUser,
         config: RtcConfig,
     ) -> Self {
+        // Every test user's device is fresh: its keys need not outlive the test.
         let rtc = RtcClient::builder(hs.base_url())
+            .ephemeral_device()
             .config(config)
             .build()
             .await

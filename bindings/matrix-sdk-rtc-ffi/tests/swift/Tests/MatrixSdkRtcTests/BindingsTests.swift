@@ -233,6 +233,10 @@ final class BindingsTests: XCTestCase {
             var bad = configFor("A")
             bad.userId = "not a user id"
             await expectError("InvalidArgument", isInvalidArgument) { _ = try await RtcClient.build(config: bad) }
+            // No store and no opt-in to an ephemeral device: refused.
+            var noStore = configFor("A")
+            noStore.storePath = nil
+            await expectError("InvalidArgument", isInvalidArgument) { _ = try await RtcClient.build(config: noStore) }
             Shared.a = try await RtcClient.build(config: configFor("A"))
             Shared.b = try await RtcClient.build(config: configFor("B"))
             let a = Shared.a!
