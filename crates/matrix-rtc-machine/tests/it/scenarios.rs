@@ -2,6 +2,7 @@
 //! bound against a hostile room member, with a test of its own.
 mod bounds;
 mod defects;
+mod determinism;
 mod hold;
 mod own;
 mod rules;
