@@ -92,7 +92,7 @@ impl From<rtc::SyncLoopStatus> for SyncStatus {
             } => Self::Retrying {
                 error,
                 attempts,
-                retry_in_ms: u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX),
+                retry_in_ms: millis(retry_in),
             },
             rtc::SyncLoopStatus::Stopped { reason } => Self::Stopped {
                 session_ended: reason == rtc::SyncLoopStop::SessionEnded,
@@ -141,7 +141,7 @@ impl From<rtc::SideSyncStatus> for SideSyncStatus {
             } => Self::BackingOff {
                 error: error.to_string(),
                 attempts,
-                retry_in_ms: u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX),
+                retry_in_ms: millis(retry_in),
             },
             rtc::SideSyncStatus::Failed { error } => Self::Failed {
                 error: error.to_string(),
@@ -149,6 +149,11 @@ impl From<rtc::SideSyncStatus> for SideSyncStatus {
             _ => Self::Stopped,
         }
     }
+}
+
+/// Milliseconds of a wait, saturating.
+fn millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

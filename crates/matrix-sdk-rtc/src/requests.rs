@@ -175,22 +175,12 @@ impl HomeserverApi {
             debug!("the server advertises no delayed events: not scheduling");
             return Err(RequestError::DelayedEventsUnavailable);
         }
-        for form in forms {
-            let result = self.schedule_as(form, scheduled).await;
-            if result == Err(RequestError::Unrecognized) {
-                debug!(?form, "scheduling form not recognised, trying the next one");
-                continue;
-            }
-            if result
-                .as_ref()
-                .err()
-                .is_none_or(RequestError::proves_endpoint)
-            {
-                self.delayed.learn_schedule(form);
-            }
-            return result;
-        }
-        Err(RequestError::Unrecognized)
+        first_served(
+            forms,
+            |form| self.schedule_as(form, scheduled),
+            |form| self.delayed.learn_schedule(form),
+        )
+        .await
     }
 
     async fn schedule_as(
@@ -314,26 +304,12 @@ impl HomeserverApi {
         delay_id: &DelayId,
         action: DelayedEventAction,
     ) -> Result<(), RequestError> {
-        let forms = self.delayed.management_order(ManagementForm::order());
-        for form in forms {
-            let result = self.delayed_action(delay_id, action, form).await;
-            if result == Err(RequestError::Unrecognized) {
-                debug!(
-                    ?form,
-                    "delayed-event management form not recognised, trying the next one"
-                );
-                continue;
-            }
-            if result
-                .as_ref()
-                .err()
-                .is_none_or(RequestError::proves_endpoint)
-            {
-                self.delayed.learn_management(form);
-            }
-            return result;
-        }
-        Err(RequestError::Unrecognized)
+        first_served(
+            self.delayed.management_order(ManagementForm::order()),
+            |form| self.delayed_action(delay_id, action, form),
+            |form| self.delayed.learn_management(form),
+        )
+        .await
     }
 
     async fn delayed_action(
@@ -432,6 +408,39 @@ impl HomeserverApi {
     }
 }
 
+/// Tries `forms` in order with `attempt`: an answer [`RequestError::Unrecognized`] moves on to
+/// the next form, any other answer is returned, and its form handed to `learn` when the answer
+/// proves the server serves it (docs/protocol.md §6.9). `Unrecognized` when no form is served.
+async fn first_served<F, T, Fut>(
+    forms: Vec<F>,
+    mut attempt: impl FnMut(F) -> Fut,
+    learn: impl Fn(F),
+) -> Result<T, RequestError>
+where
+    F: Copy + std::fmt::Debug,
+    Fut: Future<Output = Result<T, RequestError>>,
+{
+    for form in forms {
+        let result = attempt(form).await;
+        if matches!(result, Err(RequestError::Unrecognized)) {
+            debug!(
+                ?form,
+                "delayed-event form not recognised, trying the next one"
+            );
+            continue;
+        }
+        if result
+            .as_ref()
+            .err()
+            .is_none_or(RequestError::proves_endpoint)
+        {
+            learn(form);
+        }
+        return result;
+    }
+    Err(RequestError::Unrecognized)
+}
+
 /// A delayed event to schedule, whatever the form.
 #[derive(Debug)]
 struct Scheduled<'a> {
@@ -463,4 +472,4 @@ fn to_raw_json<T: Serialize>(value: &T) -> Result<Box<RawValue>, RequestError> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -15,6 +15,8 @@ use rand::Rng as _;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use crate::requests::{RequestContext, map_http_error};
+
 /// Long-poll timeout of each `/sync`.
 const POLL_TIMEOUT: Duration = Duration::from_secs(30);
 /// First wait after a failure.
@@ -184,27 +186,16 @@ impl SyncLoop {
             .saturating_mul(1 << doublings)
             .min(self.backoff_max);
         let half = full / 2;
-        let jitter_ms = u64::try_from((full - half).as_millis()).unwrap_or(u64::MAX);
+        let jitter_ms = crate::requests::millis(full - half);
         half + Duration::from_millis(rand::rng().random_range(0..=jitter_ms))
     }
 }
 
-/// What went wrong, without anything secret: the SDK's HTTP errors can carry the URL.
+/// What went wrong, without anything secret: HTTP failures through the crate's one error
+/// mapping, which never keeps a URL.
 fn describe(error: &matrix_sdk::Error) -> String {
-    if let Some(kind) = error.client_api_error_kind() {
-        return format!("the server refused the sync ({kind:?})");
-    }
     match error {
-        matrix_sdk::Error::Http(http) => match http.as_ref() {
-            matrix_sdk::HttpError::Reqwest(error) if error.is_timeout() => {
-                "the sync timed out".to_owned()
-            }
-            matrix_sdk::HttpError::Reqwest(error) if error.is_connect() => {
-                "the server cannot be reached".to_owned()
-            }
-            matrix_sdk::HttpError::Reqwest(_) => "the sync request failed".to_owned(),
-            _ => "the server answered with an error".to_owned(),
-        },
+        matrix_sdk::Error::Http(http) => map_http_error(http, RequestContext::Plain).to_string(),
         _ => "the sync could not be processed".to_owned(),
     }
 }
