@@ -3,13 +3,7 @@
 //! step waits for exactly the sync that brings the news.
 use std::time::Duration;
 
-use matrix_sdk::{
-    Room, SessionMeta, SessionTokens,
-    authentication::matrix::MatrixSession,
-    config::SyncSettings,
-    ruma::{OwnedDeviceId, OwnedRoomId, OwnedUserId},
-    store::RoomLoadSettings,
-};
+use matrix_sdk::{Room, config::SyncSettings, ruma::OwnedRoomId};
 use rtc_test_homeserver::{CreateRoomOptions, TestHomeserver, TestUser};
 use serde_json::value::to_raw_value;
 
@@ -23,21 +17,7 @@ async fn logged_in(hs: &TestHomeserver, user: &TestUser) -> RtcClient {
         .build()
         .await
         .expect("client builds");
-    let session = MatrixSession {
-        meta: SessionMeta {
-            user_id: OwnedUserId::try_from(user.user_id.as_str()).expect("valid user id"),
-            device_id: OwnedDeviceId::from(user.device_id.as_str()),
-        },
-        tokens: SessionTokens {
-            access_token: user.access_token.clone(),
-            refresh_token: None,
-        },
-    };
-    rtc.client()
-        .matrix_auth()
-        .restore_session(session, RoomLoadSettings::default())
-        .await
-        .expect("session restores");
+    crate::requests::tests::restore(rtc.client(), user).await;
     rtc
 }
 

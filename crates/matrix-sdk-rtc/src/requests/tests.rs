@@ -59,6 +59,12 @@ async fn client_for(base_url: &str, user: &TestUser) -> Client {
         .build()
         .await
         .expect("build client");
+    restore(&client, user).await;
+    client
+}
+
+/// Logs `client` in as `user` by restoring its session.
+pub(crate) async fn restore(client: &Client, user: &TestUser) {
     let user_id: OwnedUserId = user.user_id.parse().expect("user id");
     let device_id: OwnedDeviceId = user.device_id.as_str().into();
     let session = MatrixSession {
@@ -73,7 +79,6 @@ async fn client_for(base_url: &str, user: &TestUser) -> Client {
         .restore_session(session, RoomLoadSettings::default())
         .await
         .expect("restore session");
-    client
 }
 
 /// JSON as a raw value.

@@ -3,17 +3,11 @@
 //! keys stay those of the first store.
 use std::time::Duration;
 
-use matrix_sdk::{
-    SessionMeta, SessionTokens,
-    authentication::matrix::MatrixSession,
-    ruma::{OwnedDeviceId, OwnedUserId},
-    store::RoomLoadSettings,
-};
 use matrix_sdk_rtc::{Error, RtcClient};
 use rtc_test_homeserver::{Method, TestHomeserver, TestUser};
 use serde_json::json;
 
-use crate::calls::support::{EVENTUALLY, Peer};
+use crate::calls::support::{EVENTUALLY, Peer, restore_session};
 
 /// The ed25519 key the server publishes for `user`'s device, once it publishes one.
 async fn published_ed25519(hs: &TestHomeserver, user: &TestUser) -> String {
@@ -57,21 +51,7 @@ async fn a_second_crypto_store_on_one_device_is_stopped_before_it_sends() {
         .build()
         .await
         .expect("client");
-    let session = MatrixSession {
-        meta: SessionMeta {
-            user_id: OwnedUserId::try_from(alice.user_id.as_str()).expect("user id"),
-            device_id: OwnedDeviceId::from(alice.device_id.as_str()),
-        },
-        tokens: SessionTokens {
-            access_token: alice.access_token.clone(),
-            refresh_token: None,
-        },
-    };
-    rtc.client()
-        .matrix_auth()
-        .restore_session(session, RoomLoadSettings::default())
-        .await
-        .expect("session restores");
+    restore_session(rtc.client(), &alice).await;
     match rtc.start().await {
         Err(Error::DeviceKeysDiffer { device_id }) => {
             assert_eq!(device_id.as_str(), alice.device_id);

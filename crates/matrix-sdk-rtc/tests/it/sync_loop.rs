@@ -2,18 +2,13 @@
 //! it says it is retrying, comes back by itself, and receives what was sent meanwhile.
 use std::time::Duration;
 
-use matrix_sdk::{
-    Client, SessionMeta, SessionTokens,
-    authentication::matrix::MatrixSession,
-    ruma::{OwnedDeviceId, OwnedUserId, events::room::message::OriginalSyncRoomMessageEvent},
-    store::RoomLoadSettings,
-};
+use matrix_sdk::{Client, ruma::events::room::message::OriginalSyncRoomMessageEvent};
 use matrix_sdk_rtc::{RtcClient, SyncLoop, SyncLoopHandle, SyncLoopStatus};
 use rtc_test_homeserver::{Method, TestHomeserver, TestUser, encode_path_segment, unique_id};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::calls::support::{EVENTUALLY, shared_room};
+use crate::calls::support::{EVENTUALLY, restore_session, shared_room};
 
 /// A client of `user` (its session restored) whose room messages arrive on the channel.
 async fn client(hs: &TestHomeserver, user: &TestUser) -> (Client, mpsc::UnboundedReceiver<String>) {
@@ -23,21 +18,7 @@ async fn client(hs: &TestHomeserver, user: &TestUser) -> (Client, mpsc::Unbounde
         .await
         .expect("client");
     let client = rtc.client().clone();
-    let session = MatrixSession {
-        meta: SessionMeta {
-            user_id: OwnedUserId::try_from(user.user_id.as_str()).expect("user id"),
-            device_id: OwnedDeviceId::from(user.device_id.as_str()),
-        },
-        tokens: SessionTokens {
-            access_token: user.access_token.clone(),
-            refresh_token: None,
-        },
-    };
-    client
-        .matrix_auth()
-        .restore_session(session, RoomLoadSettings::default())
-        .await
-        .expect("session");
+    restore_session(&client, user).await;
     let (sender, receiver) = mpsc::unbounded_channel();
     client.add_event_handler(move |event: OriginalSyncRoomMessageEvent| {
         let sender = sender.clone();

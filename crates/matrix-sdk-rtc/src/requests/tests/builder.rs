@@ -2,17 +2,11 @@
 //! pass-through): a user agent set through `with_client_builder` is on every request, ours
 //! included, and the settings matrix-sdk keeps on the `BaseClient` are on ours.
 
-use matrix_sdk::{
-    SessionMeta, SessionTokens,
-    authentication::matrix::MatrixSession,
-    cross_process_lock::CrossProcessLockConfig,
-    ruma::{OwnedDeviceId, OwnedUserId},
-    store::RoomLoadSettings,
-};
+use matrix_sdk::cross_process_lock::CrossProcessLockConfig;
 use matrix_sdk_base::crypto::{CollectStrategy, DecryptionSettings, TrustRequirement};
 use rtc_test_homeserver::TestHomeserver;
 
-use super::proxy::FaultProxy;
+use super::{proxy::FaultProxy, restore};
 use crate::RtcClient;
 
 const AGENT: &str = "rtc-builder-test/7";
@@ -33,21 +27,7 @@ async fn the_apps_builder_settings_reach_the_client_and_every_request() {
         .build()
         .await
         .expect("builds");
-    let session = MatrixSession {
-        meta: SessionMeta {
-            user_id: alice.user_id.parse::<OwnedUserId>().expect("user id"),
-            device_id: OwnedDeviceId::from(alice.device_id.as_str()),
-        },
-        tokens: SessionTokens {
-            access_token: alice.access_token.clone(),
-            refresh_token: None,
-        },
-    };
-    rtc.client()
-        .matrix_auth()
-        .restore_session(session, RoomLoadSettings::default())
-        .await
-        .expect("restore");
+    restore(rtc.client(), &alice).await;
     // Requests of matrix-sdk (`/versions`) and of our own layer (`/capabilities`).
     let features = rtc.features().await.expect("features");
     assert!(features.sticky_events);

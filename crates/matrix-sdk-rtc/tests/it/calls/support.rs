@@ -72,21 +72,7 @@ impl Peer {
 
     /// Like [`start`](Self::start), with a client that is built but not logged in yet.
     pub(crate) async fn start_client(user: &TestUser, rtc: RtcClient) -> Self {
-        let session = MatrixSession {
-            meta: SessionMeta {
-                user_id: OwnedUserId::try_from(user.user_id.as_str()).expect("valid user id"),
-                device_id: OwnedDeviceId::from(user.device_id.as_str()),
-            },
-            tokens: SessionTokens {
-                access_token: user.access_token.clone(),
-                refresh_token: None,
-            },
-        };
-        rtc.client()
-            .matrix_auth()
-            .restore_session(session, RoomLoadSettings::default())
-            .await
-            .expect("session restores");
+        restore_session(rtc.client(), user).await;
         let client = rtc.client().clone();
         // No long-poll: a client restarted on its stores has a sync token, and the server
         // would hold the request until something happens.
@@ -148,6 +134,25 @@ impl Drop for Peer {
     fn drop(&mut self) {
         self.pause_sync();
     }
+}
+
+/// Logs `client` in as `user` by restoring its session (its access token and device).
+pub(crate) async fn restore_session(client: &Client, user: &TestUser) {
+    let session = MatrixSession {
+        meta: SessionMeta {
+            user_id: OwnedUserId::try_from(user.user_id.as_str()).expect("valid user id"),
+            device_id: OwnedDeviceId::from(user.device_id.as_str()),
+        },
+        tokens: SessionTokens {
+            access_token: user.access_token.clone(),
+            refresh_token: None,
+        },
+    };
+    client
+        .matrix_auth()
+        .restore_session(session, RoomLoadSettings::default())
+        .await
+        .expect("session restores");
 }
 
 /// The main sync loop, continuing from the client's last sync token. matrix-sdk's `sync`
